@@ -1,0 +1,5 @@
+"""`python -m meshroute` is the `meshroute` command."""
+
+from meshroute.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Generated from proto/meshroute/api/v1alpha1 (`make proto`); do not edit by hand."""

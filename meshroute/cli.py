@@ -1,0 +1,268 @@
+"""The `meshroute` command. Every flag has an environment twin, MESHROUTE_<FLAG>.
+
+Subcommands import their machinery lazily so `meshroute validate` does not pay for
+gRPC and Envoy's protobufs it never uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from meshroute import __version__
+
+
+def _env(flag: str, default: Any) -> Any:
+    """The default for --flag: $MESHROUTE_FLAG if set, else `default`."""
+    value = os.environ.get("MESHROUTE_" + flag.upper().replace("-", "_"))
+    if value is None:
+        return default
+    return type(default)(value) if default is not None else value
+
+
+def _add(parser: argparse.ArgumentParser, flag: str, default: Any, help_text: str) -> None:
+    env_name = "MESHROUTE_" + flag.upper().replace("-", "_")
+    parser.add_argument(
+        f"--{flag}",
+        default=_env(flag, default),
+        type=type(default) if default is not None else str,
+        help=f"{help_text} (env {env_name}; default {default})",
+    )
+
+
+def _add_log_level(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        default=_env("log-level", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="log level (env MESHROUTE_LOG_LEVEL; default info)",
+    )
+
+
+def _paths(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument(
+        "paths",
+        metavar="PATH",
+        nargs="+" if required else "*",
+        type=Path,
+        help="a YAML file or a directory of them",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meshroute",
+        description="Route requests across AI agents and LLMs, with Envoy on the data path.",
+    )
+    parser.add_argument("--version", action="version", version=f"meshroute {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser(
+        "up", help="run control plane, ext_proc and Envoy here, in the foreground"
+    )
+    _paths(up, required=False)
+    _add(up, "address", "127.0.0.1", "address gateways listen on")
+    _add(up, "admin-port", 9901, "Envoy admin port on loopback (0 picks a free one)")
+    _add(up, "xds-port", 18000, "control plane port on loopback (0 picks a free one)")
+    _add(up, "ext-proc-port", 18001, "ext_proc port on loopback (0 picks a free one)")
+    _add(up, "envoy-log-level", "warning", "Envoy's log level")
+    _add(up, "envoy-concurrency", 0, "Envoy worker threads (0: one per core)")
+    _add_log_level(up)
+
+    validate = commands.add_parser("validate", help="check config; exit 1 on any error")
+    _paths(validate, required=True)
+
+    render = commands.add_parser(
+        "render", help="print the Envoy resources the control plane would serve, as YAML"
+    )
+    _paths(render, required=True)
+    _add(render, "gateway-address", "0.0.0.0", "address gateway listeners bind")
+
+    route = commands.add_parser("route", help="dry-run one routing decision and say why")
+    _paths(route, required=True)
+    route.add_argument("--message", required=True, help="the user message to route")
+    route.add_argument("--gateway", help="which Gateway (needed when there are several)")
+
+    control_plane = commands.add_parser(
+        "control-plane", help="serve config to Envoy and ext_proc over ADS (SIGHUP reloads)"
+    )
+    _paths(control_plane, required=True)
+    _add(control_plane, "address", "0.0.0.0", "address the xDS server listens on")
+    _add(control_plane, "port", 18000, "xDS port")
+    _add(control_plane, "gateway-address", "0.0.0.0", "address gateway listeners bind")
+    _add_log_level(control_plane)
+
+    ext_proc = commands.add_parser("ext-proc", help="the routing sidecar Envoy calls")
+    _add(ext_proc, "address", "0.0.0.0", "address the ext_proc server listens on")
+    _add(ext_proc, "port", 18001, "ext_proc port")
+    _add(ext_proc, "xds-address", "127.0.0.1:18000", "the control plane, host:port")
+    _add(ext_proc, "node-id", None, "xDS node id (default ext-proc-<host>-<pid>)")
+    _add_log_level(ext_proc)
+
+    demo = commands.add_parser(
+        "demo-agents", help="the quickstart's demo agents (OpenAI-compatible, offline)"
+    )
+    _add(demo, "address", "127.0.0.1", "address to listen on")
+    _add(demo, "port", 9100, "port to listen on")
+    _add_log_level(demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    handler = _COMMANDS[args.command]
+    try:
+        code = handler(args)
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+# ------------------------------------------------------------------------ commands
+
+
+def _load(paths: list[Path]) -> Any:
+    """The checked config, or None after printing every error to stderr."""
+    from meshroute.control_plane.config import ConfigErrors, load_config
+
+    try:
+        return load_config(paths)
+    except ConfigErrors as errors:
+        for error in errors.errors:
+            print(f"error: {error}", file=sys.stderr)
+        count = len(errors.errors)
+        print(f"{count} error{'s' if count != 1 else ''} in config", file=sys.stderr)
+        return None
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    config = _load(args.paths)
+    if config is None:
+        return 1
+    print(
+        f"config OK: {len(config.agents)} agent(s), {len(config.gateways)} gateway(s) "
+        f"in {', '.join(map(str, args.paths))}"
+    )
+    return 0
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from meshroute.control_plane.render import render_resources
+    from meshroute.control_plane.translate.listeners import ListenerSettings
+    from meshroute.control_plane.translate.snapshot import translate
+
+    config = _load(args.paths)
+    if config is None:
+        return 1
+    resources = translate(config, ListenerSettings(bind_address=args.gateway_address))
+    sys.stdout.write(render_resources(resources))
+    return 0
+
+
+def _cmd_route(args: argparse.Namespace) -> int:
+    from meshroute.control_plane.translate.routing_tables import gateway_routing_table
+    from meshroute.ext_proc.chat_request import Turn
+    from meshroute.ext_proc.routing import GatewayRouting
+
+    config = _load(args.paths)
+    if config is None:
+        return 1
+    gateways = config.gateways
+    if args.gateway:
+        gateway = gateways.get(args.gateway)
+        if gateway is None:
+            print(
+                f"error: no Gateway named {args.gateway!r} (known: {', '.join(sorted(gateways))})",
+                file=sys.stderr,
+            )
+            return 1
+    elif len(gateways) == 1:
+        gateway = next(iter(gateways.values()))
+    else:
+        known = ", ".join(sorted(gateways)) or "none"
+        print(f"error: say which gateway with --gateway (known: {known})", file=sys.stderr)
+        return 1
+    routing = GatewayRouting(gateway_routing_table(gateway, config.agents))
+    decision = routing.decide([Turn(role="user", text=args.message)])
+    print(f"gateway: {gateway.name}")
+    print(f"agent:   {decision.agent}")
+    print(f"reason:  {decision.reason}")
+    minimum = gateway.spec.router.min_score
+    if decision.reason == "default":
+        why = f"no agent scored at least minScore {minimum}; best score {decision.score:.3f}"
+    else:
+        why = f"embedded router: best similarity {decision.score:.3f} (minScore {minimum})"
+    print(f"why:     {why}")
+    return 0
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from meshroute.data_files import quickstart_dir
+    from meshroute.up import UpOptions, run_up
+
+    quickstart = not args.paths
+    paths = args.paths or [quickstart_dir()]
+    config = _load(paths)
+    if config is None:
+        return 1
+    options = UpOptions(
+        paths=paths,
+        quickstart=quickstart,
+        address=args.address,
+        admin_port=args.admin_port,
+        xds_port=args.xds_port,
+        ext_proc_port=args.ext_proc_port,
+        log_level=args.log_level,
+        envoy_log_level=args.envoy_log_level,
+        envoy_concurrency=args.envoy_concurrency or None,
+    )
+    return asyncio.run(run_up(options, config))
+
+
+def _cmd_control_plane(args: argparse.Namespace) -> int:
+    from meshroute.control_plane.config import ConfigErrors
+    from meshroute.control_plane.service import serve
+    from meshroute.control_plane.translate.listeners import ListenerSettings
+    from meshroute.lifecycle import configure_logging
+
+    configure_logging(args.log_level)
+    try:
+        serve(args.paths, args.address, args.port, ListenerSettings(args.gateway_address))
+    except ConfigErrors as errors:
+        print(f"error: config is not valid:\n{errors}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_ext_proc(args: argparse.Namespace) -> int:
+    from meshroute.ext_proc.service import default_node_id, serve
+    from meshroute.lifecycle import configure_logging
+
+    configure_logging(args.log_level)
+    serve(args.address, args.port, args.xds_address, args.node_id or default_node_id())
+    return 0
+
+
+def _cmd_demo_agents(args: argparse.Namespace) -> int:
+    from meshroute.demo.agents import serve
+    from meshroute.lifecycle import configure_logging
+
+    configure_logging(args.log_level)
+    serve(args.address, args.port)
+    return 0
+
+
+_COMMANDS = {
+    "up": _cmd_up,
+    "validate": _cmd_validate,
+    "render": _cmd_render,
+    "route": _cmd_route,
+    "control-plane": _cmd_control_plane,
+    "ext-proc": _cmd_ext_proc,
+    "demo-agents": _cmd_demo_agents,
+}

@@ -1,0 +1,102 @@
+"""Envoy's bootstrap (envoy/bootstrap.yaml) filled in, and whole static configs for checks.
+
+The template is the one file a Kubernetes ConfigMap also carries, so `meshroute up`
+fills the very same file rather than building a second bootstrap in code.
+"""
+
+from __future__ import annotations
+
+import string
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from envoy.config.bootstrap.v3 import bootstrap_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+
+# Imported for their types: the template names them inside Any fields.
+from envoy.extensions.resource_monitors.downstream_connections.v3 import (  # noqa: F401
+    downstream_connections_pb2,
+)
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
+from google.protobuf import json_format
+
+from meshroute.control_plane.translate.snapshot import Resources
+from meshroute.data_files import bootstrap_template
+
+
+@dataclass(frozen=True)
+class BootstrapSettings:
+    node_id: str = "meshroute-envoy"
+    node_cluster: str = "meshroute"
+    admin_address: str = "127.0.0.1"
+    admin_port: int = 9901
+    xds_address: str = "127.0.0.1"
+    xds_port: int = 18000
+    ext_proc_address: str = "127.0.0.1"
+    ext_proc_port: int = 18001
+
+
+def render_bootstrap(settings: BootstrapSettings) -> str:
+    """The bootstrap template with `settings` written in, as YAML for `envoy -c`."""
+    template = string.Template(bootstrap_template().read_text(encoding="utf-8"))
+    text = template.substitute(
+        NODE_ID=settings.node_id,
+        NODE_CLUSTER=settings.node_cluster,
+        ADMIN_ADDRESS=settings.admin_address,
+        ADMIN_PORT=settings.admin_port,
+        XDS_ADDRESS=settings.xds_address,
+        XDS_PORT=settings.xds_port,
+        EXT_PROC_ADDRESS=settings.ext_proc_address,
+        EXT_PROC_PORT=settings.ext_proc_port,
+    )
+    parse_bootstrap(text)  # fail here, with a clear error, rather than in Envoy
+    return text
+
+
+def parse_bootstrap(text: str) -> bootstrap_pb2.Bootstrap:
+    return json_format.ParseDict(yaml.safe_load(text), bootstrap_pb2.Bootstrap())
+
+
+def static_bootstrap(resources: Resources, settings: BootstrapSettings) -> bootstrap_pb2.Bootstrap:
+    """One self-contained bootstrap holding every resource of a snapshot, for Envoy to check.
+
+    The listeners' RDS references become inline route configs, and the ADS parts
+    are dropped, so `envoy --mode validate` sees exactly what it would be served.
+    """
+    bootstrap = parse_bootstrap(render_bootstrap(settings))
+    bootstrap.ClearField("dynamic_resources")
+    routes = {route.name: route for route in resources.routes}
+    for listener in resources.listeners:
+        inlined = bootstrap.static_resources.listeners.add()
+        inlined.CopyFrom(listener)
+        for chain in inlined.filter_chains:
+            for network_filter in chain.filters:
+                manager = hcm_pb2.HttpConnectionManager()
+                if not network_filter.typed_config.Unpack(manager):
+                    continue
+                if manager.HasField("rds"):
+                    name = manager.rds.route_config_name
+                    manager.route_config.CopyFrom(routes[name])
+                network_filter.typed_config.Pack(manager)
+    bootstrap.static_resources.clusters.extend(resources.clusters)
+    return bootstrap
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe YAML that also writes the OrderedDicts protobuf's JSON conversion makes."""
+
+
+_Dumper.add_representer(OrderedDict, lambda dumper, data: dumper.represent_dict(data.items()))
+
+
+def to_yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
+
+
+def message_to_dict(message: Any) -> dict[str, Any]:
+    result: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    return result

@@ -1,0 +1,151 @@
+"""Read config files (multi-document YAML, a file or a directory) into a checked Config.
+
+Every error carries its file and line: the loader keeps the YAML node tree next to
+the parsed data, so a pydantic error at `spec.agents[1].name` is traced back to the
+exact line it came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from meshroute.control_plane.config.errors import (
+    ConfigError,
+    ConfigErrors,
+    Source,
+    format_field_path,
+)
+from meshroute.control_plane.config.model import API_VERSION, KINDS, Agent, Config, Gateway
+from meshroute.control_plane.config.references import check_references
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def load_config(paths: Iterable[Path | str]) -> Config:
+    """Load and check every object under `paths`; raise ConfigErrors listing all problems."""
+    errors: list[ConfigError] = []
+    objects: list[tuple[Agent | Gateway, Source]] = []
+    for file in _yaml_files([Path(path) for path in paths], errors):
+        objects.extend(_load_file(file, errors))
+    config = _assemble(objects, errors)
+    errors.extend(check_references(config))
+    if errors:
+        raise ConfigErrors(errors)
+    return config
+
+
+def _yaml_files(paths: list[Path], errors: list[ConfigError]) -> list[Path]:
+    if not paths:
+        errors.append(ConfigError(None, None, None, None, "no config path given"))
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(
+                child
+                for child in path.iterdir()
+                if child.suffix in YAML_SUFFIXES
+                and not child.name.startswith(".")  # editors' swap files, ConfigMap internals
+                and child.is_file()
+            )
+            if not found:
+                errors.append(ConfigError(path, None, None, None, "no .yaml files in directory"))
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            errors.append(ConfigError(path, None, None, None, "no such file or directory"))
+    return files
+
+
+def _load_file(file: Path, errors: list[ConfigError]) -> list[tuple[Agent | Gateway, Source]]:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        errors.append(ConfigError(file, None, None, None, f"cannot read: {error}"))
+        return []
+    loaded: list[tuple[Agent | Gateway, Source]] = []
+    loader = yaml.SafeLoader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            data = loader.construct_document(node)
+            source = Source(file=file, line=int(node.start_mark.line) + 1, node=node)
+            parsed = _parse_object(data, source, errors)
+            if parsed is not None:
+                loaded.append((parsed, source))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = int(mark.line) + 1 if mark is not None else None
+        problem = getattr(error, "problem", None) or str(error)
+        errors.append(ConfigError(file, line, None, None, f"invalid YAML: {problem}"))
+    finally:
+        loader.dispose()
+    return loaded
+
+
+def _parse_object(data: Any, source: Source, errors: list[ConfigError]) -> Agent | Gateway | None:
+    def error(location: Sequence[str | int], message: str, ref: str | None = None) -> None:
+        field_path = format_field_path(location) or None
+        errors.append(ConfigError(source.file, source.line_of(location), ref, field_path, message))
+
+    if data is None:  # an empty document, e.g. a trailing `---`
+        return None
+    if not isinstance(data, dict):
+        error([], "each YAML document must be a mapping with apiVersion, kind, metadata, spec")
+        return None
+    kind = data.get("kind")
+    name = data.get("metadata", {}).get("name") if isinstance(data.get("metadata"), dict) else None
+    ref = f"{kind}/{name}" if isinstance(kind, str) and isinstance(name, str) else None
+    if data.get("apiVersion") != API_VERSION:
+        error(["apiVersion"], f"must be {API_VERSION!r}, got {data.get('apiVersion')!r}", ref)
+        return None
+    model = KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        error(["kind"], f"unknown kind {kind!r}; expected one of {', '.join(sorted(KINDS))}", ref)
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError as validation:
+        for detail in validation.errors(include_url=False):
+            error(detail["loc"], _friendly(detail), ref)
+        return None
+
+
+def _friendly(detail: Any) -> str:
+    """Pydantic's messages, minus its jargon."""
+    kind, message = detail["type"], str(detail["msg"])
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    return message.removeprefix("Value error, ")
+
+
+def _assemble(objects: list[tuple[Agent | Gateway, Source]], errors: list[ConfigError]) -> Config:
+    agents: dict[str, Agent] = {}
+    gateways: dict[str, Gateway] = {}
+    sources: dict[str, Source] = {}
+    for obj, source in objects:
+        bucket: dict[str, Any] = agents if isinstance(obj, Agent) else gateways
+        if obj.name in bucket:
+            first = sources[obj.ref]
+            errors.append(
+                ConfigError(
+                    source.file,
+                    source.line_of(["metadata", "name"]),
+                    obj.ref,
+                    "metadata.name",
+                    f"defined twice; first at {first.file}:{first.line}",
+                )
+            )
+            continue
+        bucket[obj.name] = obj
+        sources[obj.ref] = source
+    return Config(agents=agents, gateways=gateways, sources=sources)

@@ -1,0 +1,229 @@
+"""The config kinds (Agent, Gateway) as pydantic models, shaped like Kubernetes objects.
+
+Field names are camelCase in YAML (as in every Kubernetes object) and snake_case in
+Python. Unknown fields are errors: a misspelt `timout` that silently did nothing
+would be worse than a refusal. Every field has a default where a sensible one exists,
+so a minimal Agent is a description and one endpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from meshroute.control_plane.config.errors import Source
+from meshroute.control_plane.config.units import ByteSize, Duration
+
+API_VERSION = "meshroute.io/v1alpha1"
+
+# A DNS-1123 label, as Kubernetes requires of most object names. Names end up in
+# cluster names, header values and stat names, so the strict form keeps them safe.
+Name = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63),
+]
+NonEmptyText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_attribute_docstrings=True,  # field docs become schema descriptions
+    )
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One upstream address, from a URL such as "http://flights.travel.svc:8080"."""
+
+    scheme: Literal["http", "https"]
+    host: str
+    port: int
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def is_ip(self) -> bool:
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        return True
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+def parse_endpoint(value: object) -> Endpoint:
+    if isinstance(value, Endpoint):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("an endpoint is a URL such as 'http://flights.travel.svc:8080'")
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{value!r}: an endpoint URL must start with http:// or https://")
+    if not parts.hostname:
+        raise ValueError(f"{value!r}: the endpoint URL has no host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(
+            f"{value!r}: an endpoint is scheme, host and port only; put the path in `path`"
+        )
+    if parts.username or parts.password:
+        raise ValueError(f"{value!r}: credentials do not belong in an endpoint URL")
+    try:
+        port = parts.port
+    except ValueError as error:
+        raise ValueError(f"{value!r}: {error}") from None
+    scheme: Literal["http", "https"] = "https" if parts.scheme == "https" else "http"
+    return Endpoint(
+        scheme=scheme, host=parts.hostname, port=port or (443 if scheme == "https" else 80)
+    )
+
+
+EndpointUrl = Annotated[
+    Endpoint, BeforeValidator(parse_endpoint), PlainSerializer(str, return_type=str)
+]
+
+
+class ObjectMeta(_Spec):
+    name: Name
+    namespace: Name | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class _Object(_Spec):
+    """What every kind shares: apiVersion, kind, metadata, spec."""
+
+    api_version: Literal["meshroute.io/v1alpha1"] = Field(alias="apiVersion")
+    metadata: ObjectMeta
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def ref(self) -> str:
+        """`Kind/name`, the way errors and logs name an object."""
+        return f"{type(self).__name__}/{self.metadata.name}"
+
+
+# ---------------------------------------------------------------------------- Agent
+
+
+class AgentSpec(_Spec):
+    description: NonEmptyText
+    """What the agent does, in prose; the router reads it."""
+    examples: list[NonEmptyText] = Field(default_factory=list)
+    """Utterances the agent serves; they sharpen routing."""
+    endpoints: list[EndpointUrl] = Field(min_length=1)
+    path: str = "/v1/chat/completions"
+    """The agent's chat-completions path; requests are rewritten to it."""
+    timeout: Duration = timedelta(seconds=60)
+    """Idle timeout of one request: how long the agent may stay silent. Streams that
+    keep sending are never cut."""
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_path(cls, path: str) -> str:
+        if not path.startswith("/") or any(c in path for c in "?# "):
+            raise ValueError("path must start with '/' and hold no query, fragment or space")
+        return path
+
+    @field_validator("endpoints")
+    @classmethod
+    def _one_scheme(cls, endpoints: list[Endpoint]) -> list[Endpoint]:
+        if len({endpoint.scheme for endpoint in endpoints}) > 1:
+            raise ValueError("all endpoints of an agent use one scheme: all http or all https")
+        return endpoints
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, timeout: timedelta) -> timedelta:
+        if timeout <= timedelta(0):
+            raise ValueError("timeout must be longer than zero")
+        return timeout
+
+
+class Agent(_Object):
+    kind: Literal["Agent"] = "Agent"
+    spec: AgentSpec
+
+
+# -------------------------------------------------------------------------- Gateway
+
+
+class GatewayAgent(_Spec):
+    """One agent a Gateway may route to."""
+
+    name: Name
+    description: NonEmptyText | None = None
+    """Overrides the Agent's description for this Gateway's router."""
+    default: bool = False
+    """Serves requests nothing else fits. Exactly one per Gateway (implied when the
+    Gateway lists a single agent)."""
+
+
+class EmbeddedRouterSpec(_Spec):
+    """Route inside the ext_proc process from descriptions and examples."""
+
+    type: Literal["embedded"] = "embedded"
+    min_score: float = Field(default=0.1, ge=0.0, le=1.0)
+    """Below this similarity a request goes to the default agent."""
+
+
+class GatewaySpec(_Spec):
+    type: Literal["agent"] = "agent"
+    port: int = Field(ge=1, le=65535)
+    agents: list[GatewayAgent] = Field(min_length=1)
+    router: EmbeddedRouterSpec = Field(default_factory=EmbeddedRouterSpec)
+    max_request_bytes: Annotated[ByteSize, Field(le=2**30)] = 8 * 2**20
+    """Largest request body accepted; larger ones get 413."""
+    failure_mode: Literal["closed", "open"] = "closed"
+    """When the routing sidecar cannot be reached: `closed` answers 503, `open` sends
+    the request to the default agent."""
+
+    @property
+    def default_agent(self) -> str:
+        """The default agent's name; the config loader guarantees there is exactly one."""
+        if len(self.agents) == 1:
+            return self.agents[0].name
+        return next(agent.name for agent in self.agents if agent.default)
+
+
+class Gateway(_Object):
+    kind: Literal["Gateway"] = "Gateway"
+    spec: GatewaySpec
+
+
+KINDS: dict[str, type[Agent] | type[Gateway]] = {"Agent": Agent, "Gateway": Gateway}
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole, checked configuration: every object, by kind and name."""
+
+    agents: dict[str, Agent]
+    gateways: dict[str, Gateway]
+    sources: dict[str, Source] = field(default_factory=dict, repr=False, compare=False)
+    """`Kind/name` -> where it was written; for error messages."""

@@ -1,0 +1,91 @@
+"""Checks that span objects: what no single object's schema can see.
+
+Gateways must name Agents that exist, pick exactly one default, and not share a port.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from meshroute.control_plane.config.errors import ConfigError, format_field_path
+from meshroute.control_plane.config.model import Config, Gateway
+
+
+def check_references(config: Config) -> list[ConfigError]:
+    errors: list[ConfigError] = []
+    for gateway in config.gateways.values():
+        errors.extend(_check_gateway_agents(config, gateway))
+    errors.extend(_check_ports(config))
+    return errors
+
+
+def _error(
+    config: Config, gateway: Gateway, location: list[str | int], message: str
+) -> ConfigError:
+    source = config.sources.get(gateway.ref)
+    return ConfigError(
+        file=source.file if source else None,
+        line=source.line_of(location) if source else None,
+        object=gateway.ref,
+        field=format_field_path(location),
+        message=message,
+    )
+
+
+def _check_gateway_agents(config: Config, gateway: Gateway) -> list[ConfigError]:
+    errors: list[ConfigError] = []
+    agents = gateway.spec.agents
+    known = ", ".join(sorted(config.agents)) or "none defined"
+    seen: set[str] = set()
+    for index, agent in enumerate(agents):
+        location: list[str | int] = ["spec", "agents", index, "name"]
+        if agent.name not in config.agents:
+            errors.append(
+                _error(config, gateway, location, f"no Agent named {agent.name!r} (known: {known})")
+            )
+        if agent.name in seen:
+            errors.append(_error(config, gateway, location, f"{agent.name!r} is listed twice"))
+        seen.add(agent.name)
+
+    defaults = [index for index, agent in enumerate(agents) if agent.default]
+    if len(agents) > 1 and not defaults:
+        errors.append(
+            _error(
+                config,
+                gateway,
+                ["spec", "agents"],
+                "mark exactly one agent `default: true`; it serves requests nothing else fits",
+            )
+        )
+    for index in defaults[1:]:
+        errors.append(
+            _error(
+                config,
+                gateway,
+                ["spec", "agents", index, "default"],
+                f"only one default agent per Gateway; {agents[defaults[0]].name!r} is already it",
+            )
+        )
+    return errors
+
+
+def _check_ports(config: Config) -> list[ConfigError]:
+    counts = Counter(gateway.spec.port for gateway in config.gateways.values())
+    errors: list[ConfigError] = []
+    for gateway in config.gateways.values():
+        port = gateway.spec.port
+        if counts[port] > 1:
+            others = sorted(
+                other.ref
+                for other in config.gateways.values()
+                if other.spec.port == port and other is not gateway
+            )
+            errors.append(
+                _error(
+                    config,
+                    gateway,
+                    ["spec", "port"],
+                    f"port {port} is also used by {', '.join(others)}",
+                )
+            )
+    return errors

@@ -1,0 +1,32 @@
+"""How config objects are named inside Envoy.
+
+Prefixes keep kinds apart (an Agent and a Gateway may share a name). Agent and
+Gateway names are DNS-1123 labels, which never contain '_', so `agent_` + name
+cannot collide with anything else we generate. Envoy's stat tag extraction takes a
+cluster name up to the first '.', so names must not contain one.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Static clusters written by the bootstrap (envoy/bootstrap.yaml), not by xDS.
+XDS_CLUSTER: Final = "meshroute_xds"
+EXT_PROC_CLUSTER: Final = "meshroute_ext_proc"
+
+# HTTP filter names in each gateway's filter chain; per-route config refers to them.
+STRIP_FILTER: Final = "meshroute.strip_client_headers"
+EXT_PROC_FILTER: Final = "envoy.filters.http.ext_proc"
+ROUTER_FILTER: Final = "envoy.filters.http.router"
+
+
+def agent_cluster(agent: str) -> str:
+    return f"agent_{agent}"
+
+
+def gateway_listener(gateway: str) -> str:
+    return f"gateway_{gateway}"
+
+
+def gateway_route_config(gateway: str) -> str:
+    return f"gateway_{gateway}"

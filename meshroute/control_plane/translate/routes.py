@@ -1,0 +1,122 @@
+"""Gateway -> RouteConfiguration: one header-match route per agent.
+
+Envoy first matches a request before any decision exists (the "undecided" route,
+which keeps ext_proc on); the ext_proc server then sets x-meshroute-agent and
+clears the route cache, and Envoy matches again, now to the chosen agent's route.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.filters.http.ext_proc.v3 import ext_proc_pb2
+from envoy.type.matcher.v3 import string_pb2
+from google.protobuf import wrappers_pb2
+
+from meshroute.api import contract
+from meshroute.control_plane.config.model import Agent, Gateway
+from meshroute.control_plane.translate import names
+from meshroute.control_plane.translate.protos import duration, pack, set_header
+
+_ECHO_REASON = set_header(contract.ROUTE_REASON_HEADER, f"%REQ({contract.ROUTE_REASON_HEADER})%")
+
+
+def gateway_route_config(
+    gateway: Gateway, agents: dict[str, Agent]
+) -> route_pb2.RouteConfiguration:
+    routes = [_agent_route(agents[ref.name]) for ref in gateway.spec.agents]
+    routes.append(_undecided_route(gateway, agents[gateway.spec.default_agent]))
+    routes.append(_method_not_allowed_route())
+    routes.append(_not_found_route())
+    return route_pb2.RouteConfiguration(
+        name=names.gateway_route_config(gateway.name),
+        virtual_hosts=[
+            route_components_pb2.VirtualHost(
+                name=names.gateway_route_config(gateway.name), domains=["*"], routes=routes
+            )
+        ],
+    )
+
+
+def _chat_match(*headers: route_components_pb2.HeaderMatcher) -> route_components_pb2.RouteMatch:
+    post = route_components_pb2.HeaderMatcher(
+        name=":method", string_match=string_pb2.StringMatcher(exact="POST")
+    )
+    return route_components_pb2.RouteMatch(
+        path=contract.CHAT_COMPLETIONS_PATH, headers=[post, *headers]
+    )
+
+
+def _to_agent(agent: Agent) -> route_components_pb2.RouteAction:
+    return route_components_pb2.RouteAction(
+        cluster=names.agent_cluster(agent.name),
+        prefix_rewrite=agent.spec.path,
+        auto_host_rewrite=wrappers_pb2.BoolValue(value=True),
+        # No total timeout: a long stream is not cut. The idle timeout bounds silence.
+        timeout=duration(timedelta(0)),
+        idle_timeout=duration(agent.spec.timeout),
+    )
+
+
+def _agent_route(agent: Agent) -> route_components_pb2.Route:
+    chosen = route_components_pb2.HeaderMatcher(
+        name=contract.AGENT_HEADER, string_match=string_pb2.StringMatcher(exact=agent.name)
+    )
+    return route_components_pb2.Route(
+        name=names.agent_cluster(agent.name),
+        match=_chat_match(chosen),
+        route=_to_agent(agent),
+        response_headers_to_add=[set_header(contract.AGENT_HEADER, agent.name), _ECHO_REASON],
+    )
+
+
+def _undecided_route(gateway: Gateway, default_agent: Agent) -> route_components_pb2.Route:
+    """Where a chat request matches before ext_proc has decided.
+
+    With a healthy sidecar the request never leaves through this route: the decision
+    re-routes it. If the sidecar fails, `failureMode: open` lets the request through
+    here to the default agent; `closed` never gets here (ext_proc answers 503 first),
+    and the 503 below only guards that promise.
+    """
+    route = route_components_pb2.Route(name="undecided", match=_chat_match())
+    if gateway.spec.failure_mode == "open":
+        route.route.CopyFrom(_to_agent(default_agent))
+        route.response_headers_to_add.extend(
+            [
+                set_header(contract.AGENT_HEADER, default_agent.name),
+                set_header(contract.ROUTE_REASON_HEADER, contract.REASON_FALLBACK),
+            ]
+        )
+    else:
+        route.direct_response.status = 503
+        route.direct_response.body.inline_string = "no routing decision was made for this request"
+    return route
+
+
+def _method_not_allowed_route() -> route_components_pb2.Route:
+    route = route_components_pb2.Route(
+        name="method_not_allowed",
+        match=route_components_pb2.RouteMatch(path=contract.CHAT_COMPLETIONS_PATH),
+        direct_response=route_components_pb2.DirectResponseAction(status=405),
+        typed_per_filter_config={names.EXT_PROC_FILTER: _EXT_PROC_OFF},
+    )
+    route.direct_response.body.inline_string = f"use POST for {contract.CHAT_COMPLETIONS_PATH}"
+    route.response_headers_to_add.append(set_header("allow", "POST"))
+    return route
+
+
+def _not_found_route() -> route_components_pb2.Route:
+    route = route_components_pb2.Route(
+        name="not_found",
+        match=route_components_pb2.RouteMatch(prefix="/"),
+        direct_response=route_components_pb2.DirectResponseAction(status=404),
+        typed_per_filter_config={names.EXT_PROC_FILTER: _EXT_PROC_OFF},
+    )
+    route.direct_response.body.inline_string = (
+        f"no such path; this gateway serves POST {contract.CHAT_COMPLETIONS_PATH}"
+    )
+    return route
+
+
+_EXT_PROC_OFF = pack(ext_proc_pb2.ExtProcPerRoute(disabled=True))

@@ -1,0 +1,37 @@
+"""A whole Config -> every resource the control plane serves, keyed by xDS type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
+
+from meshroute.api.v1alpha1 import routing_table_pb2
+from meshroute.control_plane.config.model import Config
+from meshroute.control_plane.translate.clusters import agent_cluster_resource
+from meshroute.control_plane.translate.listeners import ListenerSettings, gateway_listener
+from meshroute.control_plane.translate.routes import gateway_route_config
+from meshroute.control_plane.translate.routing_tables import gateway_routing_table
+
+
+@dataclass(frozen=True)
+class Resources:
+    """The resources of one snapshot, before versioning and packing for the wire."""
+
+    clusters: list[cluster_pb2.Cluster] = field(default_factory=list)
+    listeners: list[listener_pb2.Listener] = field(default_factory=list)
+    routes: list[route_pb2.RouteConfiguration] = field(default_factory=list)
+    routing_tables: list[routing_table_pb2.RoutingTable] = field(default_factory=list)
+
+
+def translate(config: Config, settings: ListenerSettings | None = None) -> Resources:
+    settings = settings or ListenerSettings()
+    gateways = sorted(config.gateways.values(), key=lambda gateway: gateway.name)
+    return Resources(
+        clusters=[agent_cluster_resource(config.agents[name]) for name in sorted(config.agents)],
+        listeners=[gateway_listener(gateway, settings) for gateway in gateways],
+        routes=[gateway_route_config(gateway, config.agents) for gateway in gateways],
+        routing_tables=[gateway_routing_table(gateway, config.agents) for gateway in gateways],
+    )

@@ -1,0 +1,106 @@
+"""The ADS gRPC service: one SotwStream per connected Envoy or ext_proc server."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from meshroute.control_plane.xds.snapshot import SnapshotCache
+from meshroute.control_plane.xds.sotw import ProtocolError, SotwStream
+
+log = logging.getLogger("meshroute.control_plane.xds")
+
+_STREAM_ENDED = object()
+_NEW_SNAPSHOT = object()
+
+
+class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
+    def __init__(self, cache: SnapshotCache, control_plane_id: str = "meshroute") -> None:
+        self._cache = cache
+        self._control_plane_id = control_plane_id
+        self._stream_ids = itertools.count(1)
+        self.streams: dict[int, SotwStream] = {}
+        """Open streams by id: who is connected and what each has accepted."""
+
+    async def StreamAggregatedResources(
+        self,
+        requests: AsyncIterator[discovery_pb2.DiscoveryRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        stream = SotwStream(
+            stream_id=next(self._stream_ids), control_plane_id=self._control_plane_id
+        )
+        self.streams[stream.stream_id] = stream
+        events: asyncio.Queue[object] = asyncio.Queue()
+        changed = self._cache.watch()
+
+        async def read_requests() -> None:
+            try:
+                async for request in requests:
+                    events.put_nowait(request)
+            finally:
+                events.put_nowait(_STREAM_ENDED)
+
+        async def watch_snapshots() -> None:
+            while True:
+                await changed.wait()
+                changed.clear()
+                events.put_nowait(_NEW_SNAPSHOT)
+
+        tasks = [asyncio.create_task(read_requests()), asyncio.create_task(watch_snapshots())]
+        try:
+            while True:
+                event = await events.get()
+                if event is _STREAM_ENDED:
+                    break
+                snapshot = self._cache.current
+                if event is _NEW_SNAPSHOT:
+                    if stream.node_id is None:
+                        continue  # nothing subscribed yet
+                    responses = stream.on_snapshot(snapshot)
+                else:
+                    assert isinstance(event, discovery_pb2.DiscoveryRequest)
+                    responses = stream.on_request(event, snapshot)
+                for response in responses:
+                    await context.write(response)
+        except ProtocolError as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        finally:
+            for task in tasks:
+                task.cancel()
+            self._cache.unwatch(changed)
+            self.streams.pop(stream.stream_id, None)
+            log.info("xDS stream %d from node %s closed", stream.stream_id, stream.node_id)
+
+    async def DeltaAggregatedResources(
+        self,
+        requests: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "this control plane speaks State-of-the-World ADS; set api_type: GRPC in the bootstrap",
+        )
+
+
+async def start_xds_server(
+    cache: SnapshotCache, address: str, port: int
+) -> tuple[grpc.aio.Server, AggregatedDiscoveryService, int]:
+    """Serve ADS and gRPC health on address:port (port 0 picks one); returns the bound port."""
+    server = grpc.aio.server()
+    service = AggregatedDiscoveryService(cache)
+    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(service, server)
+    health_service = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
+    bound = server.add_insecure_port(f"{address}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen for xDS on {address}:{port}")
+    await server.start()
+    await health_service.set("", health_pb2.HealthCheckResponse.SERVING)
+    return server, service, bound

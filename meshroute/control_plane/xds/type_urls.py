@@ -1,0 +1,31 @@
+"""The xDS resource types we serve, and the order a change is pushed in."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from meshroute.api import contract
+
+CLUSTER: Final = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+LISTENER: Final = "type.googleapis.com/envoy.config.listener.v3.Listener"
+ROUTE: Final = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+ROUTING_TABLE: Final = contract.ROUTING_TABLE_TYPE_URL
+
+# Make before break: a new cluster must exist before a listener or route names
+# it, and a listener before its routes. Envoy applies an ADS stream's responses in
+# the order it receives them.
+PUSH_ORDER: Final = (CLUSTER, LISTENER, ROUTE, ROUTING_TABLE)
+
+# Types whose empty subscription means "everything" (the rest are asked for by name).
+WILDCARD_TYPES: Final = frozenset({CLUSTER, LISTENER, ROUTING_TABLE})
+
+SHORT_NAMES: Final = {
+    CLUSTER: "clusters",
+    LISTENER: "listeners",
+    ROUTE: "routes",
+    ROUTING_TABLE: "routing tables",
+}
+
+
+def short_name(type_url: str) -> str:
+    return SHORT_NAMES.get(type_url, type_url.rsplit("/", 1)[-1])

@@ -1,0 +1,1 @@
+"""Local stand-ins for the quickstart: demo agents that need no network."""

@@ -1,0 +1,154 @@
+"""The embedded router: picks an agent from descriptions and examples, locally.
+
+No network, no model download, deterministic, and fast enough to sit on every
+request. Each agent becomes a TF-IDF vector over word stems and character
+trigrams (the trigrams catch typos and word forms the stems miss); a request is
+scored by cosine similarity against every agent through an inverted index. All
+the indexing happens once per routing table, none per request.
+
+Follow-ups ("and tomorrow?") carry little signal on their own, so earlier user
+turns count too, each half as much as the one after it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from meshroute.ext_proc.chat_request import Turn
+
+_WORD = re.compile(r"[a-z0-9]+")
+_STOPWORDS = frozenset(
+    """a about above after again all am an and any are as at be been before being below
+    between both but by can could did do does doing down during each few for from further
+    had has have having he her here hers him his how i if in into is it its itself just
+    me more most my no nor not now of off on once only or other our ours out over own
+    please same she should so some such than that the their theirs them then there these
+    they this those through to too under until up very was we were what when where which
+    while who whom why will with would you your yours tell know want need like get give
+    show let lets""".split()  # noqa: SIM905  (a word list reads better as prose)
+)
+_SUFFIXES = (
+    ("ational", "ate"),
+    ("ations", "ate"),
+    ("ation", "ate"),
+    ("ings", ""),
+    ("ing", ""),
+    ("ness", ""),
+    ("ments", ""),
+    ("ment", ""),
+    ("ies", "y"),
+    ("ied", "y"),
+    ("ers", ""),
+    ("er", ""),
+    ("ed", ""),
+    ("es", ""),
+    ("ly", ""),
+    ("s", ""),
+)
+_TRIGRAM_WEIGHT = 0.35
+_HISTORY_DECAY = 0.5
+_HISTORY_TURNS = 4
+
+
+def _stem(word: str) -> str:
+    for suffix, replacement in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: len(word) - len(suffix)] + replacement
+    return word
+
+
+def _features(text: str) -> dict[str, float]:
+    """Word stems, and character trigrams of each stem (prefixed so they never clash)."""
+    folded = unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode()
+    counts: dict[str, float] = defaultdict(float)
+    for word in _WORD.findall(folded):
+        if word in _STOPWORDS or (len(word) < 2 and not word.isdigit()):
+            continue
+        stem = _stem(word)
+        counts[stem] += 1
+        padded = f"#{stem}#"
+        for start in range(len(padded) - 2):
+            counts["3:" + padded[start : start + 3]] += _TRIGRAM_WEIGHT
+    return counts
+
+
+@dataclass(frozen=True)
+class RouteChoice:
+    agent: str
+    score: float
+    """Cosine similarity in [0, 1]; 0 when nothing matched."""
+    matched: bool
+    """False when the score is under min_score and `agent` is the default."""
+
+
+class EmbeddedRouter:
+    """Scores requests against a fixed set of agents. Build once per routing table."""
+
+    def __init__(
+        self,
+        agents: Sequence[tuple[str, str, Sequence[str]]],
+        default_agent: str,
+        min_score: float,
+    ) -> None:
+        """`agents` is (name, description, examples) per agent, in tie-breaking order."""
+        if not agents:
+            raise ValueError("the embedded router needs at least one agent")
+        self._names = [name for name, _, _ in agents]
+        if default_agent not in self._names:
+            raise ValueError(f"default agent {default_agent!r} is not among the agents")
+        self._default = default_agent
+        self._min_score = min_score
+        documents = [
+            _features(" ".join([name.replace("-", " "), description, *examples]))
+            for name, description, examples in agents
+        ]
+        frequency: Counter[str] = Counter()
+        for document in documents:
+            frequency.update(document.keys())
+        count = len(documents)
+        # Smoothed IDF: a feature every agent shares still weighs a little, so a
+        # single-agent table can match at all.
+        self._idf = {feature: math.log(1.0 + count / seen) for feature, seen in frequency.items()}
+        self._postings: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        for index, document in enumerate(documents):
+            vector = self._weigh(document)
+            for feature, weight in vector.items():
+                self._postings[feature].append((index, weight))
+
+    def _weigh(self, counts: dict[str, float]) -> dict[str, float]:
+        vector = {
+            feature: (1.0 + math.log(count) if count >= 1 else count) * self._idf[feature]
+            for feature, count in counts.items()
+            if feature in self._idf
+        }
+        norm = math.sqrt(sum(weight * weight for weight in vector.values()))
+        return {feature: weight / norm for feature, weight in vector.items()} if norm else {}
+
+    def route(self, conversation: Sequence[Turn]) -> RouteChoice:
+        query = self._weigh(_query_counts(conversation))
+        scores = [0.0] * len(self._names)
+        for feature, weight in query.items():
+            for index, agent_weight in self._postings.get(feature, ()):
+                scores[index] += weight * agent_weight
+        best = max(range(len(scores)), key=lambda index: (scores[index], -index))
+        score = scores[best]
+        if score < self._min_score or score <= 0.0:
+            return RouteChoice(agent=self._default, score=score, matched=False)
+        return RouteChoice(agent=self._names[best], score=score, matched=True)
+
+
+def _query_counts(conversation: Iterable[Turn]) -> dict[str, float]:
+    """The latest user turn, plus earlier ones at decaying weight."""
+    user_turns = [turn.text for turn in conversation if turn.role == "user" and turn.text]
+    counts: dict[str, float] = defaultdict(float)
+    weight = 1.0
+    for text in reversed(user_turns[-_HISTORY_TURNS:]):
+        for feature, count in _features(text).items():
+            counts[feature] += count * weight
+        weight *= _HISTORY_DECAY
+    return counts

@@ -1,0 +1,50 @@
+"""The ext_proc answers we send, built once and reused on every request.
+
+An ext_proc answer is a protobuf message; building one per request is wasted work
+when, for a given table, only a handful exist (one per agent and reason). These
+helpers build them; `routing.GatewayRouting` keeps them per table.
+"""
+
+from __future__ import annotations
+
+from envoy.config.core.v3 import base_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from envoy.type.v3 import http_status_pb2
+
+from meshroute.api import contract
+
+CONTINUE_HEADERS = ep.ProcessingResponse(request_headers=ep.HeadersResponse())
+
+
+def route_to(agent: str, reason: str) -> ep.ProcessingResponse:
+    """Set the decision headers and make Envoy match routes again (clear_route_cache)."""
+    headers = ep.HeaderMutation(
+        set_headers=[
+            _header(contract.AGENT_HEADER, agent),
+            _header(contract.ROUTE_REASON_HEADER, reason),
+        ]
+    )
+    return ep.ProcessingResponse(
+        request_body=ep.BodyResponse(
+            response=ep.CommonResponse(header_mutation=headers, clear_route_cache=True)
+        )
+    )
+
+
+def error(status: int, code: str, message: str) -> ep.ProcessingResponse:
+    """Answer the client now. The listener's local-reply config wraps `message` and
+    `code` (sent as the reply's details) into the JSON error shape."""
+    return ep.ProcessingResponse(
+        immediate_response=ep.ImmediateResponse(
+            status=http_status_pb2.HttpStatus(code=status),
+            body=message.encode(),
+            details=code,
+        )
+    )
+
+
+def _header(name: str, value: str) -> base_pb2.HeaderValueOption:
+    return base_pb2.HeaderValueOption(
+        header=base_pb2.HeaderValue(key=name, raw_value=value.encode()),
+        append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+    )

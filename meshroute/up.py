@@ -1,0 +1,356 @@
+"""`meshroute up`: control plane, ext_proc, Envoy (and, for the quickstart, demo agents)
+on this machine, in the foreground, as separate processes, just as they run in a pod.
+
+Each child is started, then waited for until it is really ready (not for a fixed
+time): the control plane when its port answers, the ext_proc server when its gRPC
+health says SERVING (it has routing tables), Envoy when its admin says LIVE and
+every gateway port accepts connections. Ctrl-C or SIGTERM stops every child; a
+child that dies on its own is reported, the rest are stopped, and `up` exits 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import socket
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from meshroute.control_plane.bootstrap import BootstrapSettings, render_bootstrap
+from meshroute.control_plane.config import Config
+from meshroute.envoy_binary import envoy_binary
+from meshroute.lifecycle import die_with_parent, wait_for_stop_signal
+
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+DEMO_AGENTS_PORT = 9100
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    paths: list[Path]
+    quickstart: bool
+    address: str = "127.0.0.1"
+    """Where gateways listen."""
+    admin_port: int = 9901
+    xds_port: int = 18000
+    ext_proc_port: int = 18001
+    log_level: str = "info"
+    envoy_log_level: str = "warning"
+    envoy_concurrency: int | None = None
+
+
+class UpFailed(Exception):
+    """`up` could not bring everything up; the message says what and why."""
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+@dataclass
+class Child:
+    name: str
+    process: asyncio.subprocess.Process
+    output: asyncio.Task[None] = field(repr=False)
+
+
+class Supervisor:
+    def __init__(self) -> None:
+        self.children: list[Child] = []
+        self.stopping = False
+
+    async def start(self, name: str, argv: Sequence[str]) -> Child:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches `up`, which stops children in order
+            preexec_fn=die_with_parent,
+        )
+        assert process.stdout is not None
+        child = Child(name, process, asyncio.create_task(_relay(name, process.stdout)))
+        self.children.append(child)
+        return child
+
+    async def first_exit(self) -> Child:
+        """The first child to exit (waits until one does)."""
+        waits = {asyncio.create_task(child.process.wait()): child for child in self.children}
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+        return waits[next(iter(done))]
+
+    async def stop_all(self) -> None:
+        """Stop children in reverse start order: Envoy first, so it stops taking traffic."""
+        self.stopping = True
+        for child in reversed(self.children):
+            if child.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.terminate()
+                try:
+                    await asyncio.wait_for(child.process.wait(), STOP_TIMEOUT)
+                except TimeoutError:
+                    with contextlib.suppress(ProcessLookupError):
+                        child.process.kill()
+                    await child.process.wait()
+            with contextlib.suppress(asyncio.CancelledError):
+                await child.output
+
+
+async def _relay(name: str, stream: asyncio.StreamReader) -> None:
+    """Each child's output, line by line, prefixed with its name."""
+    prefix = f"{name:>13} | "
+    while line := await stream.readline():
+        sys.stdout.write(prefix + line.decode(errors="replace"))
+        sys.stdout.flush()
+
+
+def _meshroute(*args: str) -> list[str]:
+    return [sys.executable, "-m", "meshroute", *args]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _check_port_free(address: str, port: int, what: str) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError as error:
+            raise UpFailed(
+                f"port {port} ({what}) on {address} is not free: {error.strerror}. "
+                "Stop whatever uses it, or choose another port."
+            ) from None
+
+
+async def _port_open(address: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection(address, port)
+    except OSError:
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+async def _wait_until(what: str, child: Child, ready: Callable[[], Awaitable[bool]]) -> None:
+    """Poll `ready` until true; fail fast if the child exits, or after READY_TIMEOUT."""
+    deadline = asyncio.get_running_loop().time() + READY_TIMEOUT
+    while not await ready():
+        if child.process.returncode is not None:
+            raise UpFailed(
+                f"{child.name} exited with code {child.process.returncode} while starting"
+            )
+        if asyncio.get_running_loop().time() > deadline:
+            raise UpFailed(f"{what} was not ready after {READY_TIMEOUT:.0f}s")
+        await asyncio.sleep(0.05)
+
+
+async def _grpc_serving(address: str, port: int) -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    async with grpc.aio.insecure_channel(f"{address}:{port}") as channel:
+        try:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=1
+            )
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+async def _envoy_live(session: aiohttp.ClientSession, admin: str) -> bool:
+    try:
+        async with session.get(f"{admin}/ready") as response:
+            return response.status == 200 and (await response.text()).strip() == "LIVE"
+    except aiohttp.ClientError:
+        return False
+
+
+def _resolve_port(port: int) -> int:
+    return _free_port() if port == 0 else port
+
+
+async def bring_up(options: UpOptions, config: Config, supervisor: Supervisor) -> list[str]:
+    """Start everything; return the lines that tell the user where it all is."""
+    loopback = "127.0.0.1"
+    admin_port = _resolve_port(options.admin_port)
+    xds_port = _resolve_port(options.xds_port)
+    ext_proc_port = _resolve_port(options.ext_proc_port)
+    ports = [
+        (loopback, admin_port, "Envoy admin"),
+        (loopback, xds_port, "control plane xDS"),
+        (loopback, ext_proc_port, "ext_proc"),
+    ]
+    ports += [
+        (options.address, gateway.spec.port, f"Gateway/{gateway.name}")
+        for gateway in config.gateways.values()
+    ]
+    if options.quickstart:
+        ports.append((loopback, DEMO_AGENTS_PORT, "quickstart demo agents"))
+    for address, port, what in ports:
+        _check_port_free(address, port, what)
+
+    if options.quickstart:
+        demo = await supervisor.start(
+            "demo-agents",
+            _meshroute(
+                "demo-agents",
+                "--address",
+                loopback,
+                "--port",
+                str(DEMO_AGENTS_PORT),
+                "--log-level",
+                options.log_level,
+            ),
+        )
+        await _wait_until("the demo agents", demo, lambda: _port_open(loopback, DEMO_AGENTS_PORT))
+
+    control_plane = await supervisor.start(
+        "control-plane",
+        _meshroute(
+            "control-plane",
+            *map(str, options.paths),
+            "--address",
+            loopback,
+            "--port",
+            str(xds_port),
+            "--gateway-address",
+            options.address,
+            "--log-level",
+            options.log_level,
+        ),
+    )
+    # It opens its port only once the config is loaded and translated.
+    await _wait_until("the control plane", control_plane, lambda: _port_open(loopback, xds_port))
+
+    ext_proc = await supervisor.start(
+        "ext-proc",
+        _meshroute(
+            "ext-proc",
+            "--address",
+            loopback,
+            "--port",
+            str(ext_proc_port),
+            "--xds-address",
+            f"{loopback}:{xds_port}",
+            "--log-level",
+            options.log_level,
+        ),
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="meshroute-up-"))
+    bootstrap = workdir / "envoy.yaml"
+    bootstrap.write_text(
+        render_bootstrap(
+            BootstrapSettings(
+                node_id=f"meshroute-up-{os.getpid()}",
+                admin_address=loopback,
+                admin_port=admin_port,
+                xds_address=loopback,
+                xds_port=xds_port,
+                ext_proc_address=loopback,
+                ext_proc_port=ext_proc_port,
+            )
+        )
+    )
+    envoy_argv = [
+        envoy_binary(),
+        "-c",
+        str(bootstrap),
+        "--log-level",
+        options.envoy_log_level,
+        "--disable-hot-restart",
+        "--use-dynamic-base-id",
+    ]
+    if options.envoy_concurrency:
+        envoy_argv += ["--concurrency", str(options.envoy_concurrency)]
+    envoy = await supervisor.start("envoy", envoy_argv)
+    # Every child is forked by now; only from here on does this process use gRPC
+    # (whose threads do not mix with fork).
+    await _wait_until(
+        "the ext_proc server", ext_proc, lambda: _grpc_serving(loopback, ext_proc_port)
+    )
+    admin = f"http://{loopback}:{admin_port}"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        await _wait_until("Envoy", envoy, lambda: _envoy_live(session, admin))
+    host = loopback if options.address in ("0.0.0.0", "::") else options.address
+    for gateway in config.gateways.values():
+        port = gateway.spec.port
+        await _wait_until(
+            f"Gateway/{gateway.name} on port {port}",
+            envoy,
+            functools.partial(_port_open, host, port),
+        )
+
+    lines = ["meshroute is up."]
+    for gateway in sorted(config.gateways.values(), key=lambda g: g.spec.port):
+        lines.append(
+            f"  gateway {gateway.name} ({gateway.spec.type}): "
+            f"http://{host}:{gateway.spec.port}/v1/chat/completions"
+        )
+    lines.append(f"  Envoy admin:   {admin}/")
+    lines.append(f"  metrics:       {admin}/stats/prometheus")
+    lines.append(
+        f"  control plane: {loopback}:{xds_port} (ADS)   ext_proc: {loopback}:{ext_proc_port}"
+    )
+    if options.quickstart:
+        port = next(iter(config.gateways.values())).spec.port
+        lines += [
+            "Try:",
+            f"  curl -s -i localhost:{port}/v1/chat/completions \\",
+            "    -H 'content-type: application/json' \\",
+            '    -d \'{"messages":[{"role":"user","content":"Will it rain in Paris tomorrow?"}]}\'',
+        ]
+    lines.append("Ctrl-C stops everything.")
+    return lines
+
+
+async def run_up(options: UpOptions, config: Config) -> int:
+    supervisor = Supervisor()
+    stop = asyncio.create_task(wait_for_stop_signal())
+    try:
+        starting = asyncio.create_task(bring_up(options, config, supervisor))
+        done, _ = await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if stop in done:
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, UpFailed):
+                await starting
+            return 0
+        try:
+            lines = starting.result()
+        except UpFailed as error:
+            _say(f"meshroute up failed: {error}")
+            return 1
+        _say("\n".join(lines))
+        exited = asyncio.create_task(supervisor.first_exit())
+        done, _ = await asyncio.wait({exited, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if stop in done:
+            exited.cancel()
+            _say("meshroute: stopping")
+            return 0
+        child = exited.result()
+        _say(
+            f"meshroute up: {child.name} exited unexpectedly with code "
+            f"{child.process.returncode}; stopping everything"
+        )
+        return 1
+    finally:
+        stop.cancel()
+        await supervisor.stop_all()

@@ -1,0 +1,1 @@
+"""Helpers the tests share: free ports, child processes, configs, running stacks."""

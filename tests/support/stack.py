@@ -1,0 +1,208 @@
+"""Running meshroute for integration tests, two ways.
+
+`UpStack` runs the public `meshroute up` command. `ComponentStack` runs the parts
+as a Kubernetes pod would (ext_proc and Envoy as processes) around a control plane
+inside the test process, so tests can push snapshots Envoy must reject, or stop the
+control plane, and watch what each side does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from meshroute.control_plane.bootstrap import BootstrapSettings, render_bootstrap
+from meshroute.control_plane.translate.snapshot import Resources
+from meshroute.control_plane.xds.server import AggregatedDiscoveryService, start_xds_server
+from meshroute.control_plane.xds.snapshot import SnapshotCache
+from meshroute.control_plane.xds.sotw import TypeState
+from meshroute.envoy_binary import envoy_binary
+from tests.support.processes import ManagedProcess, free_port, meshroute_argv, port_open
+
+T = TypeVar("T")
+
+
+class UpStack:
+    """`meshroute up PATH...` with every port chosen free."""
+
+    def __init__(self, paths: list[Path], gateway_ports: dict[str, int]) -> None:
+        self.gateway_ports = gateway_ports
+        self.admin_port = free_port()
+        self.xds_port = free_port()
+        self.ext_proc_port = free_port()
+        self.process = ManagedProcess(
+            "meshroute up",
+            meshroute_argv(
+                "up",
+                *map(str, paths),
+                "--admin-port",
+                str(self.admin_port),
+                "--xds-port",
+                str(self.xds_port),
+                "--ext-proc-port",
+                str(self.ext_proc_port),
+                "--envoy-concurrency",
+                "1",
+            ),
+        )
+        self.process.wait_for_line(r"^meshroute is up\.")
+
+    def url(self, gateway: str, path: str = "/v1/chat/completions") -> str:
+        return f"http://127.0.0.1:{self.gateway_ports[gateway]}{path}"
+
+    @property
+    def admin(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def stop(self) -> int:
+        return self.process.stop()
+
+
+class ControlPlaneThread:
+    """The real xDS server and snapshot cache, on an event loop of their own."""
+
+    def __init__(self, resources: Resources) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.cache = SnapshotCache()
+        self.cache_version = self.call(self._set, resources)
+        self._server, self.service, self.port = self.run(
+            start_xds_server(self.cache, "127.0.0.1", 0)
+        )
+
+    def _set(self, resources: Resources) -> str:
+        return self.cache.set_resources(resources).version
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
+
+    def call(self, function: Callable[..., T], *args: Any) -> T:
+        future: Future[T] = Future()
+
+        def invoke() -> None:
+            try:
+                future.set_result(function(*args))
+            except BaseException as error:  # handed to the caller
+                future.set_exception(error)
+
+        self._loop.call_soon_threadsafe(invoke)
+        return future.result(timeout=30)
+
+    def push(self, resources: Resources) -> str:
+        return self.call(self._set, resources)
+
+    def type_states(self, node_prefix: str) -> dict[str, TypeState]:
+        """A copy of the per-type stream state of the (one) node whose id starts so."""
+
+        def collect() -> dict[str, TypeState]:
+            service: AggregatedDiscoveryService = self.service
+            for stream in service.streams.values():
+                if stream.node_id and stream.node_id.startswith(node_prefix):
+                    return {url: TypeState(**vars(state)) for url, state in stream.types.items()}
+            return {}
+
+        return self.call(collect)
+
+    def stop(self) -> None:
+        self.run(self._server.stop(grace=0))
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+
+
+def grpc_serving(port: int) -> bool:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=1
+            )
+        except grpc.RpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def envoy_live(admin_port: int) -> bool:
+    try:
+        reply = httpx.get(f"http://127.0.0.1:{admin_port}/ready", timeout=2)
+    except httpx.HTTPError:
+        return False
+    return reply.status_code == 200 and reply.text.strip() == "LIVE"
+
+
+class ComponentStack:
+    """Control plane (in-process) + `meshroute ext-proc` + Envoy, each separately stoppable."""
+
+    def __init__(self, resources: Resources, workdir: Path, gateway_ports: dict[str, int]) -> None:
+        self.gateway_ports = gateway_ports
+        self.control_plane = ControlPlaneThread(resources)
+        self.ext_proc_port = free_port()
+        self.admin_port = free_port()
+        self.ext_proc: ManagedProcess | None = None
+        self.start_ext_proc()
+        bootstrap = workdir / "envoy.yaml"
+        bootstrap.write_text(
+            render_bootstrap(
+                BootstrapSettings(
+                    node_id="test-envoy",
+                    admin_port=self.admin_port,
+                    xds_port=self.control_plane.port,
+                    ext_proc_port=self.ext_proc_port,
+                )
+            )
+        )
+        self.envoy = ManagedProcess(
+            "envoy",
+            [
+                envoy_binary(),
+                "-c",
+                str(bootstrap),
+                "-l",
+                "warning",
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "--use-dynamic-base-id",
+            ],
+        )
+        self.envoy.wait_until(lambda: envoy_live(self.admin_port), "Envoy is LIVE")
+        for port in gateway_ports.values():
+            self.envoy.wait_until(lambda p=port: port_open(p), f"gateway port {port} is open")
+
+    def start_ext_proc(self) -> None:
+        self.ext_proc = ManagedProcess(
+            "ext-proc",
+            meshroute_argv(
+                "ext-proc",
+                "--address",
+                "127.0.0.1",
+                "--port",
+                str(self.ext_proc_port),
+                "--xds-address",
+                f"127.0.0.1:{self.control_plane.port}",
+                "--node-id",
+                "test-ext-proc",
+            ),
+        )
+        self.ext_proc.wait_until(lambda: grpc_serving(self.ext_proc_port), "ext_proc is SERVING")
+
+    def url(self, gateway: str, path: str = "/v1/chat/completions") -> str:
+        return f"http://127.0.0.1:{self.gateway_ports[gateway]}{path}"
+
+    def close(self) -> None:
+        self.envoy.stop()
+        if self.ext_proc is not None:
+            self.ext_proc.stop()
+        self.control_plane.close()
