@@ -31,7 +31,7 @@ def _add(parser: argparse.ArgumentParser, flag: str, default: Any, help_text: st
         f"--{flag}",
         default=_env(flag, default),
         type=type(default) if default is not None else str,
-        help=f"{help_text} (env {env_name}; default {default})",
+        help=f"{help_text} (env {env_name}; now %(default)s)",
     )
 
 

@@ -6,6 +6,7 @@ time): the control plane when its port answers, the ext_proc server when its gRP
 health says SERVING (it has routing tables), Envoy when its admin says LIVE and
 every gateway port accepts connections. Ctrl-C or SIGTERM stops every child; a
 child that dies on its own is reported, the rest are stopped, and `up` exits 1.
+SIGHUP is passed to the control plane, which reloads the config files.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -26,7 +28,7 @@ import aiohttp
 from meshroute.control_plane.bootstrap import BootstrapSettings, render_bootstrap
 from meshroute.control_plane.config import Config
 from meshroute.envoy_binary import envoy_binary
-from meshroute.lifecycle import die_with_parent, wait_for_stop_signal
+from meshroute.lifecycle import die_with_parent, on_signal, wait_for_stop_signal
 
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
@@ -65,7 +67,12 @@ class Child:
 class Supervisor:
     def __init__(self) -> None:
         self.children: list[Child] = []
-        self.stopping = False
+
+    def forward(self, name: str, signum: signal.Signals) -> None:
+        """Pass a signal on to one child (SIGHUP to the control plane reloads config)."""
+        for child in self.children:
+            if child.name == name and child.process.returncode is None:
+                child.process.send_signal(signum)
 
     async def start(self, name: str, argv: Sequence[str]) -> Child:
         process = await asyncio.create_subprocess_exec(
@@ -93,7 +100,6 @@ class Supervisor:
 
     async def stop_all(self) -> None:
         """Stop children in reverse start order: Envoy first, so it stops taking traffic."""
-        self.stopping = True
         for child in reversed(self.children):
             if child.process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -318,6 +324,8 @@ async def bring_up(options: UpOptions, config: Config, supervisor: Supervisor) -
             "    -H 'content-type: application/json' \\",
             '    -d \'{"messages":[{"role":"user","content":"Will it rain in Paris tomorrow?"}]}\'',
         ]
+    if not options.quickstart:
+        lines.append(f"After editing the config, `kill -HUP {os.getpid()}` reloads it.")
     lines.append("Ctrl-C stops everything.")
     return lines
 
@@ -325,6 +333,7 @@ async def bring_up(options: UpOptions, config: Config, supervisor: Supervisor) -
 async def run_up(options: UpOptions, config: Config) -> int:
     supervisor = Supervisor()
     stop = asyncio.create_task(wait_for_stop_signal())
+    on_signal(signal.SIGHUP, functools.partial(supervisor.forward, "control-plane", signal.SIGHUP))
     try:
         starting = asyncio.create_task(bring_up(options, config, supervisor))
         done, _ = await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)

@@ -73,7 +73,7 @@ def _use_tls(cluster: cluster_pb2.Cluster) -> None:
     endpoints with different names.
     """
     tls = tls_pb2.UpstreamTlsContext(
-        common_tls_context=common_pb2.CommonTlsContext(
+        common_tls_context=tls_pb2.CommonTlsContext(
             validation_context=common_pb2.CertificateValidationContext(
                 system_root_certs=common_pb2.CertificateValidationContext.SystemRootCerts()
             )

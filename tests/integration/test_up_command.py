@@ -1,0 +1,172 @@
+"""`meshroute up` as a user runs it: the quickstart, clean shutdown, and loud failures."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+
+from meshroute.demo.agents import answer_text
+from tests.support.configs import agent_yaml, quickstart_config
+from tests.support.processes import ManagedProcess, free_port, meshroute_argv, port_open
+from tests.support.stack import UpStack
+
+QUICKSTART_PORTS = (8001, 9100, 9901, 18000, 18001)
+
+
+def children_of(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text() if Path(f"/proc/{pid}/stat").exists() else ""
+    return " Z " not in stat  # a zombie has exited
+
+
+def command_of(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+@pytest.mark.skipif(
+    any(port_open(port) for port in QUICKSTART_PORTS),
+    reason=f"the quickstart's fixed ports {QUICKSTART_PORTS} are in use on this machine",
+)
+def test_up_with_no_path_runs_the_quickstart_and_stops_cleanly_on_sigterm() -> None:
+    up = ManagedProcess("meshroute up", meshroute_argv("up"))
+    try:
+        up.wait_for_line(r"^meshroute is up\.")
+        children = children_of(up.process.pid)
+        assert len(children) == 4, [
+            command_of(pid) for pid in children
+        ]  # demo, cp, ext_proc, envoy
+        question = "Will it rain in Paris tomorrow?"
+        response = httpx.post(
+            "http://localhost:8001/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": question}]},
+            timeout=30,
+        )
+        assert response.headers["x-meshroute-agent"] == "weather"
+        assert response.json()["choices"][0]["message"]["content"] == answer_text(
+            "weather", [{"role": "user", "content": question}]
+        )
+        flights = httpx.post(
+            "http://localhost:8001/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "Is UA 901 on time?"}]},
+            timeout=30,
+        )
+        assert flights.headers["x-meshroute-agent"] == "flights"
+
+        up.signal(signal.SIGTERM)
+        assert up.process.wait(timeout=60) == 0
+        assert not [pid for pid in children if alive(pid)]
+        assert not [port for port in QUICKSTART_PORTS if port_open(port)]
+    finally:
+        up.stop()
+
+
+def test_a_child_that_dies_is_reported_and_up_exits_nonzero(
+    tmp_path: Path, demo_agents_port: int
+) -> None:
+    gateway_port = free_port()
+    stack = UpStack(
+        [quickstart_config(tmp_path, gateway_port, demo_agents_port)], {"travel": gateway_port}
+    )
+    try:
+        children = children_of(stack.process.process.pid)
+        [envoy] = [pid for pid in children if "envoy" in command_of(pid).split()[0]]
+        os.kill(envoy, signal.SIGKILL)
+        assert stack.process.process.wait(timeout=60) == 1
+        stack.process.wait_for_line(r"envoy exited unexpectedly with code -9; stopping everything")
+        assert not [pid for pid in children if alive(pid)]
+    finally:
+        stack.stop()
+
+
+def test_a_busy_port_is_a_clear_error(tmp_path: Path, demo_agents_port: int) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        busy = squatter.getsockname()[1]
+        config = quickstart_config(tmp_path, busy, demo_agents_port)
+        up = ManagedProcess(
+            "meshroute up",
+            meshroute_argv(
+                "up", str(config), "--admin-port", "0", "--xds-port", "0", "--ext-proc-port", "0"
+            ),
+        )
+        try:
+            assert up.process.wait(timeout=60) == 1
+            up.wait_for_line(
+                rf"meshroute up failed: port {busy} \(Gateway/travel\) on 127.0.0.1 is not free"
+            )
+        finally:
+            up.stop()
+
+
+def test_a_bad_config_is_refused_with_its_errors(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("apiVersion: meshroute.io/v1alpha1\nkind: Gateway\n")
+    up = ManagedProcess("meshroute up", meshroute_argv("up", str(tmp_path)))
+    try:
+        assert up.process.wait(timeout=60) == 1
+        up.wait_for_line(r"error: .*bad\.yaml:1: metadata: required field is missing")
+        up.wait_for_line(r"error: .*bad\.yaml:1: spec: required field is missing")
+    finally:
+        up.stop()
+
+
+def test_sighup_reloads_the_config_and_a_broken_edit_changes_nothing(
+    tmp_path: Path, demo_agents_port: int
+) -> None:
+    gateway_port = free_port()
+    config = quickstart_config(tmp_path, gateway_port, demo_agents_port)
+    stack = UpStack([config], {"travel": gateway_port})
+    question = "Any free hotel rooms near the station tonight?"
+
+    def agent_for(text: str) -> str:
+        response = httpx.post(
+            stack.url("travel"), json={"messages": [{"role": "user", "content": text}]}, timeout=30
+        )
+        assert response.status_code == 200, response.text
+        return response.headers["x-meshroute-agent"]
+
+    try:
+        assert agent_for(question) != "hotels"
+        gateway_file = config / "gateway.yaml"
+        good_gateway = gateway_file.read_text()
+
+        # A broken edit: the gateway names an agent that does not exist.
+        gateway_file.write_text(good_gateway.replace("- {name: currency}", "- {name: hotels}"))
+        mark = len(stack.process.lines)
+        stack.process.signal(signal.SIGHUP)
+        stack.process.wait_for_line(r"config reload REJECTED, still serving version 1", start=mark)
+        stack.process.wait_for_line(r"spec\.agents\[2\]\.name: no Agent named 'hotels'", start=mark)
+        assert agent_for("How many yen for 10 euros?") == "currency"  # old config serves
+
+        # The fix: add the agent too.
+        (config / "hotels.yaml").write_text(
+            agent_yaml(
+                "hotels",
+                "Hotel rooms: availability, prices, booking, check-in and check-out.",
+                f"http://127.0.0.1:{demo_agents_port}",
+                examples=["Book a hotel room in Rome", "Is there a free room tonight?"],
+            )
+        )
+        gateway_file.write_text(
+            good_gateway.replace("- {name: currency}", "- {name: currency}\n    - {name: hotels}")
+        )
+        mark = len(stack.process.lines)
+        stack.process.signal(signal.SIGHUP)
+        stack.process.wait_for_line(r"config reloaded: now serving version 2", start=mark)
+        stack.process.wait_until(lambda: agent_for(question) == "hotels", "the new agent routes")
+        assert agent_for("How many yen for 10 euros?") == "currency"
+    finally:
+        stack.stop()

@@ -1,0 +1,121 @@
+"""`meshroute validate`, `render` and `route`, run as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from meshroute.control_plane.bootstrap import BootstrapSettings, render_bootstrap
+from meshroute.envoy_binary import validate_config
+from tests.support.configs import QUICKSTART, agent_yaml, documents, gateway_yaml
+from tests.support.processes import meshroute_argv
+
+
+def meshroute(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        meshroute_argv(*args), capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_validate_accepts_the_quickstart() -> None:
+    result = meshroute("validate", str(QUICKSTART))
+    assert result.returncode == 0, result.stderr
+    assert "config OK: 3 agent(s), 1 gateway(s)" in result.stdout
+
+
+def test_validate_names_file_object_and_field_and_exits_1(tmp_path: Path) -> None:
+    path = tmp_path / "travel.yaml"
+    path.write_text(
+        documents(
+            agent_yaml("weather", "Forecasts", "http://127.0.0.1:9100"),
+            gateway_yaml("travel", 8001, ["weather", "hotels"], "weather"),
+        )
+    )
+    result = meshroute("validate", str(path))
+    assert result.returncode == 1
+    line = next(line for line in result.stderr.splitlines() if "hotels" in line)
+    assert line.startswith(f"error: {path}:")
+    assert ": Gateway/travel: spec.agents[1].name: no Agent named 'hotels'" in line
+    assert "1 error in config" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_render_prints_resources_envoy_accepts(tmp_path: Path) -> None:
+    result = meshroute("render", str(QUICKSTART))
+    assert result.returncode == 0, result.stderr
+    rendered = yaml.safe_load(result.stdout)
+    assert [listener["name"] for listener in rendered["listeners"]] == ["gateway_travel"]
+    assert [route["name"] for route in rendered["routes"]] == ["gateway_travel"]
+    assert sorted(cluster["name"] for cluster in rendered["clusters"]) == [
+        "agent_currency",
+        "agent_flights",
+        "agent_weather",
+    ]
+    # Envoy itself checks the rendered resources, served as one static config with the
+    # routes inlined where the listener would fetch them over RDS.
+    bootstrap = yaml.safe_load(render_bootstrap(BootstrapSettings()))
+    del bootstrap["dynamic_resources"]
+    routes = {route["name"]: route for route in rendered["routes"]}
+    for listener in rendered["listeners"]:
+        manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        manager["route_config"] = routes[manager.pop("rds")["route_config_name"]]
+    bootstrap["static_resources"]["listeners"] = rendered["listeners"]
+    bootstrap["static_resources"]["clusters"] += rendered["clusters"]
+    validate_config(yaml.safe_dump(bootstrap))
+
+
+def test_render_of_a_bad_config_exits_1() -> None:
+    result = meshroute("render", "/nonexistent/path.yaml")
+    assert result.returncode == 1
+    assert "no such file or directory" in result.stderr
+
+
+def test_route_prints_the_decision_and_why() -> None:
+    result = meshroute("route", str(QUICKSTART), "--message", "Is UA 901 on time?")
+    assert result.returncode == 0, result.stderr
+    fields = dict(line.split(":", 1) for line in result.stdout.splitlines())
+    assert fields["gateway"].strip() == "travel"
+    assert fields["agent"].strip() == "flights"
+    assert fields["reason"].strip() == "embedded"
+    assert "similarity" in fields["why"]
+
+
+def test_route_falls_back_to_the_default_and_says_so() -> None:
+    result = meshroute("route", str(QUICKSTART), "--message", "hello")
+    fields = dict(line.split(":", 1) for line in result.stdout.splitlines())
+    assert (fields["agent"].strip(), fields["reason"].strip()) == ("weather", "default")
+    assert "minScore" in fields["why"]
+
+
+def test_route_needs_a_known_gateway() -> None:
+    result = meshroute("route", str(QUICKSTART), "--message", "x", "--gateway", "nope")
+    assert result.returncode == 1
+    assert "no Gateway named 'nope' (known: travel)" in result.stderr
+
+
+def test_the_bootstrap_template_is_valid_envoy_config() -> None:
+    validate_config(render_bootstrap(BootstrapSettings(admin_port=1, xds_port=2, ext_proc_port=3)))
+
+
+def test_flags_have_environment_twins() -> None:
+    environment = {**os.environ, "MESHROUTE_GATEWAY_ADDRESS": "127.0.0.9"}
+    rendered = subprocess.run(
+        meshroute_argv("render", str(QUICKSTART)),
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=True,
+    )
+    [listener] = yaml.safe_load(rendered.stdout)["listeners"]
+    assert listener["address"]["socket_address"]["address"] == "127.0.0.9"
+    helped = subprocess.run(
+        meshroute_argv("render", "--help"),
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=True,
+    )
+    assert "MESHROUTE_GATEWAY_ADDRESS; now 127.0.0.9" in " ".join(helped.stdout.split())

@@ -1,0 +1,182 @@
+"""Config -> Envoy resources: the facts the data path relies on, checked on the messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.route.v3 import route_components_pb2
+from envoy.extensions.filters.http.ext_proc.v3 import ext_proc_pb2, processing_mode_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+
+from meshroute.api import contract
+from meshroute.control_plane.config import load_config
+from meshroute.control_plane.translate.listeners import ListenerSettings
+from meshroute.control_plane.translate.snapshot import Resources, translate
+from tests.support.configs import QUICKSTART, agent_yaml, documents, gateway_yaml
+
+
+@pytest.fixture
+def quickstart() -> Resources:
+    return translate(load_config([QUICKSTART]), ListenerSettings(bind_address="127.0.0.1"))
+
+
+def manager_of(resources: Resources) -> hcm_pb2.HttpConnectionManager:
+    [listener] = resources.listeners
+    manager = hcm_pb2.HttpConnectionManager()
+    assert listener.filter_chains[0].filters[0].typed_config.Unpack(manager)
+    return manager
+
+
+def test_one_listener_per_gateway_on_its_port_with_the_body_limit(quickstart: Resources) -> None:
+    [listener] = quickstart.listeners
+    assert listener.name == "gateway_travel"
+    assert listener.address.socket_address.address == "127.0.0.1"
+    assert listener.address.socket_address.port_value == 8001
+    assert listener.per_connection_buffer_limit_bytes.value == 8 * 2**20
+
+
+def test_filter_chain_strips_client_headers_then_asks_ext_proc_then_routes(
+    quickstart: Resources,
+) -> None:
+    manager = manager_of(quickstart)
+    assert [f.name for f in manager.http_filters] == [
+        "meshroute.strip_client_headers",
+        "envoy.filters.http.ext_proc",
+        "envoy.filters.http.router",
+    ]
+    assert manager.rds.route_config_name == "gateway_travel"
+    assert manager.rds.config_source.HasField("ads")
+
+
+def test_ext_proc_sees_headers_and_the_buffered_body_and_names_the_gateway(
+    quickstart: Resources,
+) -> None:
+    processor = ext_proc_pb2.ExternalProcessor()
+    assert manager_of(quickstart).http_filters[1].typed_config.Unpack(processor)
+    mode = processing_mode_pb2.ProcessingMode
+    assert processor.processing_mode.request_header_mode == mode.SEND
+    assert processor.processing_mode.request_body_mode == mode.BUFFERED
+    assert processor.processing_mode.response_header_mode == mode.SKIP
+    assert processor.processing_mode.response_body_mode == mode.NONE
+    assert processor.grpc_service.envoy_grpc.cluster_name == "meshroute_ext_proc"
+    [metadata] = processor.grpc_service.initial_metadata
+    assert (metadata.key, metadata.value) == (contract.GATEWAY_METADATA_KEY, "travel")
+    assert not processor.failure_mode_allow
+    assert processor.status_on_error.code == 503
+
+
+def routes_by_name(resources: Resources) -> dict[str, route_components_pb2.Route]:
+    [config] = resources.routes
+    [host] = config.virtual_hosts
+    return {route.name: route for route in host.routes}
+
+
+def test_one_header_match_route_per_agent_then_the_fallbacks(quickstart: Resources) -> None:
+    routes = routes_by_name(quickstart)
+    assert list(routes) == [
+        "agent_weather",
+        "agent_flights",
+        "agent_currency",
+        "undecided",
+        "method_not_allowed",
+        "not_found",
+    ]
+    flights = routes["agent_flights"]
+    assert flights.match.path == "/v1/chat/completions"
+    headers = {h.name: h.string_match.exact for h in flights.match.headers}
+    assert headers == {":method": "POST", contract.AGENT_HEADER: "flights"}
+    assert flights.route.cluster == "agent_flights"
+    assert flights.route.prefix_rewrite == "/agents/flights/v1/chat/completions"
+    assert flights.route.timeout.ToSeconds() == 0  # streams are not cut
+    assert flights.route.idle_timeout.ToSeconds() == 60
+    echoed = {o.header.key: o.header.value for o in flights.response_headers_to_add}
+    assert echoed == {
+        contract.AGENT_HEADER: "flights",
+        contract.ROUTE_REASON_HEADER: f"%REQ({contract.ROUTE_REASON_HEADER})%",
+    }
+
+
+def test_routes_that_need_no_decision_skip_the_sidecar(quickstart: Resources) -> None:
+    routes = routes_by_name(quickstart)
+    for name in ("method_not_allowed", "not_found"):
+        per_route = ext_proc_pb2.ExtProcPerRoute()
+        assert routes[name].typed_per_filter_config["envoy.filters.http.ext_proc"].Unpack(per_route)
+        assert per_route.disabled
+    assert "envoy.filters.http.ext_proc" not in routes["undecided"].typed_per_filter_config
+
+
+def test_failure_mode_decides_where_undecided_requests_go(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        documents(
+            agent_yaml("a", "A", "http://10.0.0.1:80"),
+            agent_yaml("b", "B", "http://10.0.0.2:80"),
+            gateway_yaml("closed", 8000, ["a", "b"], "b"),
+            gateway_yaml("open", 8001, ["a", "b"], "b", "failureMode: open"),
+        )
+    )
+    resources = translate(load_config([path]))
+    undecided = {
+        config.name: next(r for r in config.virtual_hosts[0].routes if r.name == "undecided")
+        for config in resources.routes
+    }
+    assert undecided["gateway_closed"].direct_response.status == 503
+    assert undecided["gateway_open"].route.cluster == "agent_b"
+    echoed = {
+        o.header.key: o.header.value for o in undecided["gateway_open"].response_headers_to_add
+    }
+    assert echoed[contract.ROUTE_REASON_HEADER] == "fallback"
+
+
+def test_clusters_static_for_ips_dns_for_names_tls_for_https(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        documents(
+            agent_yaml("ip", "A", "http://10.0.0.1:8080"),
+            agent_yaml("dns", "B", "http://flights.travel.svc:8080"),
+            agent_yaml("tls", "C", "https://api.example.com"),
+            gateway_yaml("g", 8000, ["ip", "dns", "tls"], "ip"),
+        )
+    )
+    clusters = {c.name: c for c in translate(load_config([path])).clusters}
+    assert clusters["agent_ip"].type == cluster_pb2.Cluster.STATIC
+    assert clusters["agent_dns"].type == cluster_pb2.Cluster.STRICT_DNS
+    endpoint = clusters["agent_tls"].load_assignment.endpoints[0].lb_endpoints[0].endpoint
+    assert (
+        endpoint.address.socket_address.address,
+        endpoint.address.socket_address.port_value,
+    ) == (
+        "api.example.com",
+        443,
+    )
+    tls = tls_pb2.UpstreamTlsContext()
+    assert clusters["agent_tls"].transport_socket.typed_config.Unpack(tls)
+    assert tls.common_tls_context.validation_context.HasField("system_root_certs")
+    assert not clusters["agent_ip"].HasField("transport_socket")
+
+
+def test_routing_tables_carry_descriptions_examples_and_the_default(quickstart: Resources) -> None:
+    [table] = quickstart.routing_tables
+    assert table.gateway == "travel"
+    assert [agent.name for agent in table.agents] == ["weather", "flights", "currency"]
+    assert table.default_agent == "weather"
+    assert "Is UA 901 on time?" in table.agents[1].examples
+    assert table.router.embedded.min_score == pytest.approx(0.1)
+
+
+def test_a_gateway_description_overrides_the_agents_own(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        documents(
+            agent_yaml("a", "The agent's own words", "http://10.0.0.1:80"),
+            "apiVersion: meshroute.io/v1alpha1\nkind: Gateway\nmetadata: {name: g}\n"
+            "spec: {port: 8000, agents: [{name: a, description: 'What this gateway says'}]}\n",
+        )
+    )
+    [table] = translate(load_config([path])).routing_tables
+    assert table.agents[0].description == "What this gateway says"
