@@ -67,6 +67,9 @@ class Child:
 class Supervisor:
     def __init__(self) -> None:
         self.children: list[Child] = []
+        self._workdir = tempfile.TemporaryDirectory(prefix="meshroute-up-")
+        self.workdir = Path(self._workdir.name)
+        """Files the children need (Envoy's bootstrap); removed by stop_all."""
 
     def forward(self, name: str, signum: signal.Signals) -> None:
         """Pass a signal on to one child (SIGHUP to the control plane reloads config)."""
@@ -112,6 +115,7 @@ class Supervisor:
                     await child.process.wait()
             with contextlib.suppress(asyncio.CancelledError):
                 await child.output
+        self._workdir.cleanup()
 
 
 async def _relay(name: str, stream: asyncio.StreamReader) -> None:
@@ -122,8 +126,12 @@ async def _relay(name: str, stream: asyncio.StreamReader) -> None:
         sys.stdout.flush()
 
 
-def _meshroute(*args: str) -> list[str]:
-    return [sys.executable, "-m", "meshroute", *args]
+def _meshroute(command: str, *args: str, **flags: object) -> list[str]:
+    """argv for `meshroute COMMAND ARGS --flag value ...` in this same Python."""
+    argv = [sys.executable, "-m", "meshroute", command, *args]
+    for flag, value in flags.items():
+        argv += [f"--{flag.replace('_', '-')}", str(value)]
+    return argv
 
 
 def _free_port() -> int:
@@ -219,12 +227,9 @@ async def bring_up(options: UpOptions, config: Config, supervisor: Supervisor) -
             "demo-agents",
             _meshroute(
                 "demo-agents",
-                "--address",
-                loopback,
-                "--port",
-                str(DEMO_AGENTS_PORT),
-                "--log-level",
-                options.log_level,
+                address=loopback,
+                port=DEMO_AGENTS_PORT,
+                log_level=options.log_level,
             ),
         )
         await _wait_until("the demo agents", demo, lambda: _port_open(loopback, DEMO_AGENTS_PORT))
@@ -234,14 +239,10 @@ async def bring_up(options: UpOptions, config: Config, supervisor: Supervisor) -
         _meshroute(
             "control-plane",
             *map(str, options.paths),
-            "--address",
-            loopback,
-            "--port",
-            str(xds_port),
-            "--gateway-address",
-            options.address,
-            "--log-level",
-            options.log_level,
+            address=loopback,
+            port=xds_port,
+            gateway_address=options.address,
+            log_level=options.log_level,
         ),
     )
     # It opens its port only once the config is loaded and translated.
@@ -251,18 +252,14 @@ async def bring_up(options: UpOptions, config: Config, supervisor: Supervisor) -
         "ext-proc",
         _meshroute(
             "ext-proc",
-            "--address",
-            loopback,
-            "--port",
-            str(ext_proc_port),
-            "--xds-address",
-            f"{loopback}:{xds_port}",
-            "--log-level",
-            options.log_level,
+            address=loopback,
+            port=ext_proc_port,
+            xds_address=f"{loopback}:{xds_port}",
+            log_level=options.log_level,
         ),
     )
-    workdir = Path(tempfile.mkdtemp(prefix="meshroute-up-"))
-    bootstrap = workdir / "envoy.yaml"
+
+    bootstrap = supervisor.workdir / "envoy.yaml"
     bootstrap.write_text(
         render_bootstrap(
             BootstrapSettings(
@@ -305,17 +302,31 @@ async def bring_up(options: UpOptions, config: Config, supervisor: Supervisor) -
             functools.partial(_port_open, host, port),
         )
 
+    return _banner(
+        options,
+        config,
+        host=host,
+        admin=admin,
+        xds=f"{loopback}:{xds_port}",
+        ext_proc_port=ext_proc_port,
+    )
+
+
+def _banner(
+    options: UpOptions, config: Config, *, host: str, admin: str, xds: str, ext_proc_port: int
+) -> list[str]:
+    """What the user needs to know once everything is up."""
     lines = ["meshroute is up."]
     for gateway in sorted(config.gateways.values(), key=lambda g: g.spec.port):
         lines.append(
             f"  gateway {gateway.name} ({gateway.spec.type}): "
             f"http://{host}:{gateway.spec.port}/v1/chat/completions"
         )
-    lines.append(f"  Envoy admin:   {admin}/")
-    lines.append(f"  metrics:       {admin}/stats/prometheus")
-    lines.append(
-        f"  control plane: {loopback}:{xds_port} (ADS)   ext_proc: {loopback}:{ext_proc_port}"
-    )
+    lines += [
+        f"  Envoy admin:   {admin}/",
+        f"  metrics:       {admin}/stats/prometheus",
+        f"  control plane: {xds} (ADS)   ext_proc: 127.0.0.1:{ext_proc_port}",
+    ]
     if options.quickstart:
         port = next(iter(config.gateways.values())).spec.port
         lines += [
@@ -324,7 +335,7 @@ async def bring_up(options: UpOptions, config: Config, supervisor: Supervisor) -
             "    -H 'content-type: application/json' \\",
             '    -d \'{"messages":[{"role":"user","content":"Will it rain in Paris tomorrow?"}]}\'',
         ]
-    if not options.quickstart:
+    else:
         lines.append(f"After editing the config, `kill -HUP {os.getpid()}` reloads it.")
     lines.append("Ctrl-C stops everything.")
     return lines

@@ -1,0 +1,1 @@
+"""Benchmarks: timing goals are measured here, never asserted in tests."""
