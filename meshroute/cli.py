@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(up, "admin-port", 9901, "Envoy admin port on loopback (0 picks a free one)")
     _add(up, "xds-port", 18000, "control plane port on loopback (0 picks a free one)")
     _add(up, "ext-proc-port", 18001, "ext_proc port on loopback (0 picks a free one)")
+    _add(up, "internal-port", 18002, "Envoy's internal listener on loopback (0 picks a free one)")
     _add(up, "envoy-log-level", "warning", "Envoy's log level")
     _add(up, "envoy-concurrency", 0, "Envoy worker threads (0: one per core)")
     _add_log_level(up)
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _paths(render, required=True)
     _add(render, "gateway-address", "0.0.0.0", "address gateway listeners bind")
+    _add(render, "internal-port", 18002, "Envoy's loopback listener for the sidecar's calls")
 
     route = commands.add_parser("route", help="dry-run one routing decision and say why")
     _paths(route, required=True)
@@ -95,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(control_plane, "address", "0.0.0.0", "address the xDS server listens on")
     _add(control_plane, "port", 18000, "xDS port")
     _add(control_plane, "gateway-address", "0.0.0.0", "address gateway listeners bind")
+    _add(control_plane, "internal-port", 18002, "Envoy's loopback listener for the sidecar's calls")
     _add_log_level(control_plane)
 
     ext_proc = commands.add_parser("ext-proc", help="the routing sidecar Envoy calls")
@@ -159,15 +162,14 @@ def _cmd_render(args: argparse.Namespace) -> int:
     config = _load(args.paths)
     if config is None:
         return 1
-    resources = translate(config, ListenerSettings(bind_address=args.gateway_address))
+    settings = ListenerSettings(bind_address=args.gateway_address, internal_port=args.internal_port)
+    resources = translate(config, settings)
     sys.stdout.write(render_resources(resources))
     return 0
 
 
 def _cmd_route(args: argparse.Namespace) -> int:
-    from meshroute.control_plane.translate.routing_tables import gateway_routing_table
-    from meshroute.ext_proc.chat_request import Turn
-    from meshroute.ext_proc.routing import GatewayRouting
+    from meshroute.dry_run import explain_route
 
     config = _load(args.paths)
     if config is None:
@@ -187,17 +189,7 @@ def _cmd_route(args: argparse.Namespace) -> int:
         known = ", ".join(sorted(gateways)) or "none"
         print(f"error: say which gateway with --gateway (known: {known})", file=sys.stderr)
         return 1
-    routing = GatewayRouting(gateway_routing_table(gateway, config.agents))
-    decision = routing.decide([Turn(role="user", text=args.message)])
-    print(f"gateway: {gateway.name}")
-    print(f"agent:   {decision.agent}")
-    print(f"reason:  {decision.reason}")
-    minimum = gateway.spec.router.min_score
-    if decision.reason == "default":
-        why = f"no agent scored at least minScore {minimum}; best score {decision.score:.3f}"
-    else:
-        why = f"embedded router: best similarity {decision.score:.3f} (minScore {minimum})"
-    print(f"why:     {why}")
+    print("\n".join(asyncio.run(explain_route(config, gateway, args.message))))
     return 0
 
 
@@ -216,6 +208,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         address=args.address,
         admin_port=args.admin_port,
         xds_port=args.xds_port,
+        internal_port=args.internal_port,
         ext_proc_port=args.ext_proc_port,
         log_level=args.log_level,
         envoy_log_level=args.envoy_log_level,
@@ -232,7 +225,10 @@ def _cmd_control_plane(args: argparse.Namespace) -> int:
 
     configure_logging(args.log_level)
     try:
-        serve(args.paths, args.address, args.port, ListenerSettings(args.gateway_address))
+        settings = ListenerSettings(
+            bind_address=args.gateway_address, internal_port=args.internal_port
+        )
+        serve(args.paths, args.address, args.port, settings)
     except ConfigErrors as errors:
         print(f"error: config is not valid:\n{errors}", file=sys.stderr)
         return 1

@@ -43,6 +43,7 @@ class UpOptions:
     """Where gateways listen."""
     admin_port: int = 9901
     xds_port: int = 18000
+    internal_port: int = 18002
     ext_proc_port: int = 18001
     log_level: str = "info"
     envoy_log_level: str = "warning"
@@ -207,10 +208,12 @@ async def bring_up(options: UpOptions, config: Config, supervisor: Supervisor) -
     loopback = "127.0.0.1"
     admin_port = _resolve_port(options.admin_port)
     xds_port = _resolve_port(options.xds_port)
+    internal_port = _resolve_port(options.internal_port)
     ext_proc_port = _resolve_port(options.ext_proc_port)
     ports = [
         (loopback, admin_port, "Envoy admin"),
         (loopback, xds_port, "control plane xDS"),
+        (loopback, internal_port, "Envoy internal listener"),
         (loopback, ext_proc_port, "ext_proc"),
     ]
     ports += [
@@ -242,6 +245,7 @@ async def bring_up(options: UpOptions, config: Config, supervisor: Supervisor) -
             address=loopback,
             port=xds_port,
             gateway_address=options.address,
+            internal_port=internal_port,
             log_level=options.log_level,
         ),
     )
@@ -294,13 +298,13 @@ async def bring_up(options: UpOptions, config: Config, supervisor: Supervisor) -
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
         await _wait_until("Envoy", envoy, lambda: _envoy_live(session, admin))
     host = loopback if options.address in ("0.0.0.0", "::") else options.address
-    for gateway in config.gateways.values():
-        port = gateway.spec.port
-        await _wait_until(
-            f"Gateway/{gateway.name} on port {port}",
-            envoy,
-            functools.partial(_port_open, host, port),
-        )
+    listening = [
+        (f"Gateway/{g.name} on port {g.spec.port}", host, g.spec.port)
+        for g in config.gateways.values()
+    ]
+    listening.append((f"the internal listener on port {internal_port}", loopback, internal_port))
+    for what, address, port in listening:
+        await _wait_until(what, envoy, functools.partial(_port_open, address, port))
 
     return _banner(
         options,

@@ -19,12 +19,16 @@ def proto_files() -> list[Path]:
 
 
 def generate(out_dir: Path) -> None:
+    from importlib.resources import files
+
     from grpc_tools import protoc
 
+    well_known_types = files("grpc_tools") / "_proto"  # google/protobuf/*.proto
     out_dir.mkdir(parents=True, exist_ok=True)
     args = [
         "grpc_tools.protoc",
         f"--proto_path={PROTO_ROOT}",
+        f"--proto_path={well_known_types}",
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
         *(str(path.relative_to(PROTO_ROOT)) for path in proto_files()),

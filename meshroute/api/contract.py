@@ -20,8 +20,17 @@ GATEWAY_METADATA_KEY: Final = "x-meshroute-gateway"
 
 # Why a request went where it went (the value of ROUTE_REASON_HEADER).
 REASON_EMBEDDED: Final = "embedded"  # the embedded router chose
+REASON_ORCHESTRATOR: Final = "orchestrator"  # the routing model chose
+REASON_PINNED: Final = "pinned"  # the client chose (allowClientPinning)
 REASON_DEFAULT: Final = "default"  # nothing fit well enough; the default target
 REASON_FALLBACK: Final = "fallback"  # routing failed; the default target anyway
+
+# AGENT_HEADER holds a whole sequence of agents, in the order they ran.
+AGENT_SEPARATOR: Final = ","
+
+# The longest the sidecar may hold one request while it runs the earlier agents of
+# a sequence: Envoy's max_message_timeout, and the most the sidecar asks for.
+MAX_SEQUENCE_SECONDS: Final = 600
 
 # The path clients call on an agent gateway.
 CHAT_COMPLETIONS_PATH: Final = "/v1/chat/completions"

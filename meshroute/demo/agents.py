@@ -31,15 +31,25 @@ _FLAVOUR = {
 
 
 def answer_text(agent: str, messages: list[Any]) -> str:
-    """What `agent` says to `messages`; also used by tests to know what to expect."""
+    """What `agent` says to `messages`; also used by tests to know what to expect.
+
+    In a multi-agent sequence the earlier agents' answers arrive as assistant
+    messages with a `name`; the answer says whose it built on, so the hand-over shows.
+    """
     question = ""
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
             content = message.get("content")
             question = content if isinstance(content, str) else json.dumps(content)
             break
+    earlier = [
+        str(message["name"])
+        for message in messages
+        if isinstance(message, dict) and message.get("role") == "assistant" and message.get("name")
+    ]
     flavour = _FLAVOUR.get(agent, "")
-    return f"[{agent} agent] You asked: {question!r}. {flavour}".strip()
+    building_on = f" Building on: {', '.join(earlier)}." if earlier else ""
+    return f"[{agent} agent] You asked: {question!r}. {flavour}{building_on}".strip()
 
 
 def _error(status: int, message: str) -> web.Response:

@@ -15,6 +15,13 @@ class Turn:
     text: str
 
 
+@dataclass(frozen=True)
+class ChatRequest:
+    payload: dict[str, Any]
+    """The whole request body, for steps that forward it (multi-agent sequences)."""
+    turns: list[Turn]
+
+
 class BadRequest(Exception):
     """The body cannot be routed; the client gets a 400 with `code` and `message`."""
 
@@ -24,7 +31,7 @@ class BadRequest(Exception):
         self.message = message
 
 
-def parse_chat_request(body: bytes) -> list[Turn]:
+def parse_chat_request(body: bytes) -> ChatRequest:
     """The conversation in `body`, or BadRequest saying exactly what is wrong."""
     if not body.strip():
         raise BadRequest("empty_body", "the request body is empty; send a JSON chat request")
@@ -53,7 +60,7 @@ def parse_chat_request(body: bytes) -> list[Turn]:
                 "invalid_messages", f"messages[{index}] must be an object with a string 'role'"
             )
         turns.append(Turn(role=message["role"], text=_text_of(message.get("content"))))
-    return turns
+    return ChatRequest(payload=payload, turns=turns)
 
 
 def _text_of(content: Any) -> str:

@@ -7,6 +7,9 @@ helpers build them; `routing.GatewayRouting` keeps them per table.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import timedelta
+
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.type.v3 import http_status_pb2
@@ -18,17 +21,31 @@ CONTINUE_HEADERS = ep.ProcessingResponse(request_headers=ep.HeadersResponse())
 
 def route_to(agent: str, reason: str) -> ep.ProcessingResponse:
     """Set the decision headers and make Envoy match routes again (clear_route_cache)."""
+    return ep.ProcessingResponse(request_body=ep.BodyResponse(response=_decision(agent, reason)))
+
+
+def route_sequence(agents: Sequence[str], reason: str, body: bytes) -> ep.ProcessingResponse:
+    """Hand the grown request to the last agent; the header names the whole sequence."""
+    common = _decision(contract.AGENT_SEPARATOR.join(agents), reason)
+    common.body_mutation.body = body
+    return ep.ProcessingResponse(request_body=ep.BodyResponse(response=common))
+
+
+def extend_timeout(seconds: float) -> ep.ProcessingResponse:
+    """Ask Envoy to wait this long for our next answer (up to its max_message_timeout)."""
+    answer = ep.ProcessingResponse()
+    answer.override_message_timeout.FromTimedelta(timedelta(seconds=seconds))
+    return answer
+
+
+def _decision(agents: str, reason: str) -> ep.CommonResponse:
     headers = ep.HeaderMutation(
         set_headers=[
-            _header(contract.AGENT_HEADER, agent),
+            _header(contract.AGENT_HEADER, agents),
             _header(contract.ROUTE_REASON_HEADER, reason),
         ]
     )
-    return ep.ProcessingResponse(
-        request_body=ep.BodyResponse(
-            response=ep.CommonResponse(header_mutation=headers, clear_route_cache=True)
-        )
-    )
+    return ep.CommonResponse(header_mutation=headers, clear_route_cache=True)
 
 
 def error(status: int, code: str, message: str) -> ep.ProcessingResponse:

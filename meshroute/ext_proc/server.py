@@ -40,19 +40,33 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):  # type: ignore[misc
         self, requests: AsyncIterator[ep.ProcessingRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[ep.ProcessingResponse]:
         gateway = _gateway_of(context)
+        routing: GatewayRouting | None = None
+        pinned: str | None = None
         async for request in requests:
             phase = request.WhichOneof("request")
             if phase == "request_headers":
-                if request.request_headers.end_of_stream:
-                    yield _EMPTY_BODY  # no body will follow: nothing to route
-                else:
-                    yield responses.CONTINUE_HEADERS
-            elif phase == "request_body":
+                # The table is taken once per request: a new one arriving mid-request
+                # does not change the rules under it.
                 routing = self._tables.by_gateway.get(gateway)
                 if routing is None:
                     yield _no_table(gateway)
-                else:
-                    yield routing.answer(request.request_body.body)
+                    return
+                if request.request_headers.end_of_stream:
+                    yield _EMPTY_BODY  # no body will follow: nothing to route
+                    return
+                if routing.allow_client_pinning:
+                    pinned = _header(request.request_headers, contract.AGENT_HEADER)
+                    if pinned is not None and not routing.knows(pinned):
+                        yield responses.error(
+                            404,
+                            "agent_not_found",
+                            f"no agent {pinned!r} on gateway {gateway!r}",
+                        )
+                        return
+                yield responses.CONTINUE_HEADERS
+            elif phase == "request_body" and routing is not None:
+                async for answer in routing.respond(request.request_body.body, pinned):
+                    yield answer
             else:
                 # Our processing mode never sends other phases; if a future Envoy
                 # does, fail this request loudly rather than guess.
@@ -62,6 +76,7 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):  # type: ignore[misc
                     "unexpected_processing_phase",
                     "the routing sidecar got an unexpected message",
                 )
+                return
 
 
 def _gateway_of(context: grpc.aio.ServicerContext) -> str:
@@ -69,6 +84,14 @@ def _gateway_of(context: grpc.aio.ServicerContext) -> str:
         if key == contract.GATEWAY_METADATA_KEY:
             return str(value)
     return ""
+
+
+def _header(headers: ep.HttpHeaders, name: str) -> str | None:
+    for header in headers.headers.headers:
+        if header.key == name:
+            raw: bytes = header.raw_value or header.value.encode()
+            return raw.decode(errors="replace")
+    return None
 
 
 def _no_table(gateway: str) -> ep.ProcessingResponse:

@@ -7,10 +7,13 @@ import logging
 import os
 import socket
 
+import aiohttp
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from meshroute.api.v1alpha1.routing_table_pb2 import RoutingTable
+from meshroute.ext_proc.routing import GatewayRouting, RoutingStats
 from meshroute.ext_proc.server import ExternalProcessor, RoutingTables
 from meshroute.ext_proc.table_client import TableClient
 from meshroute.lifecycle import wait_for_stop_signal
@@ -21,6 +24,9 @@ log = logging.getLogger("meshroute.ext_proc")
 # 1 GiB (maxRequestBytes), so the server must too. gRPC's 4 MiB default would fail
 # large requests with an opaque stream error.
 MAX_MESSAGE_BYTES = 2**30 + 2**20
+# Connections the sidecar keeps to Envoy's internal listener, for routing-model calls
+# and sequence steps (each gateway's router also bounds its own concurrency).
+HTTP_CONNECTIONS = 1024
 
 
 def default_node_id() -> str:
@@ -50,12 +56,21 @@ async def run_ext_proc(address: str, port: int, xds_target: str, node_id: str) -
     async def ready() -> None:
         await health_service.set("", health_pb2.HealthCheckResponse.SERVING)
 
-    client = asyncio.create_task(TableClient(xds_target, node_id, tables, ready).run())
+    # One HTTP client for the process: connections to Envoy's internal listener are
+    # reused across requests and gateways.
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=HTTP_CONNECTIONS))
+    stats = RoutingStats()
+
+    def build(table: RoutingTable) -> GatewayRouting:
+        return GatewayRouting(table, session, stats)
+
+    client = asyncio.create_task(TableClient(xds_target, node_id, tables, build, ready).run())
     try:
         await wait_for_stop_signal()
     finally:
         client.cancel()
         await server.stop(grace=2)
+        await session.close()
 
 
 def serve(address: str, port: int, xds_target: str, node_id: str) -> None:

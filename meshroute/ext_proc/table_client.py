@@ -28,14 +28,19 @@ INITIAL_BACKOFF = 0.25
 MAX_BACKOFF = 5.0
 
 
-def build_routing(response: discovery_pb2.DiscoveryResponse) -> dict[str, GatewayRouting]:
+RoutingFactory = Callable[[rt.RoutingTable], GatewayRouting]
+
+
+def build_routing(
+    response: discovery_pb2.DiscoveryResponse, factory: RoutingFactory
+) -> dict[str, GatewayRouting]:
     """Every table in `response`, ready to serve; ValueError if any is unusable."""
     built: dict[str, GatewayRouting] = {}
     for resource in response.resources:
         table = rt.RoutingTable()
         if not resource.Unpack(table):
             raise ValueError(f"expected {contract.ROUTING_TABLE_TYPE_URL}, got {resource.type_url}")
-        built[table.gateway] = GatewayRouting(table)
+        built[table.gateway] = factory(table)
     return built
 
 
@@ -45,8 +50,10 @@ class TableClient:
         target: str,
         node_id: str,
         tables: RoutingTables,
+        factory: RoutingFactory,
         on_first_tables: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self._factory = factory
         self._target = target
         self._node = base_pb2.Node(id=node_id, cluster="meshroute-ext-proc")
         self._tables = tables
@@ -97,7 +104,7 @@ class TableClient:
             type_url=contract.ROUTING_TABLE_TYPE_URL, response_nonce=response.nonce
         )
         try:
-            built = build_routing(response)
+            built = build_routing(response, self._factory)
         except ValueError as error:
             log.error("rejected routing tables version %s: %s", response.version_info, error)
             reply.version_info = self._tables.version or ""

@@ -8,7 +8,6 @@ as the processes they are in production.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -23,11 +22,13 @@ from tests.support.configs import agent_yaml, documents, gateway_yaml, quickstar
 from tests.support.processes import READY_TIMEOUT, free_port
 from tests.support.stack import ComponentStack
 
-LOOPBACK = ListenerSettings(bind_address="127.0.0.1")
+
+def loopback() -> ListenerSettings:
+    return ListenerSettings(bind_address="127.0.0.1", internal_port=free_port())
 
 
-def resources_of(directory: Path) -> Resources:
-    return translate(load_config([directory]), LOOPBACK)
+def resources_of(directory: Path, settings: ListenerSettings) -> Resources:
+    return translate(load_config([directory]), settings)
 
 
 def ask(url: str, text: str) -> httpx.Response:
@@ -52,16 +53,23 @@ def config_dir(tmp_path: Path, demo_agents_port: int) -> Path:
 
 
 @pytest.fixture
-def stack(config_dir: Path, tmp_path: Path) -> Iterator[ComponentStack]:
+def settings() -> ListenerSettings:
+    return loopback()
+
+
+@pytest.fixture
+def stack(config_dir: Path, tmp_path: Path, settings: ListenerSettings) -> Iterator[ComponentStack]:
     config = load_config([config_dir])
     ports = {name: gateway.spec.port for name, gateway in config.gateways.items()}
-    components = ComponentStack(resources_of(config_dir), tmp_path, ports)
+    components = ComponentStack(
+        resources_of(config_dir, settings), tmp_path, ports, settings.internal_port
+    )
     yield components
     components.close()
 
 
 def test_a_snapshot_pushed_at_run_time_is_applied(
-    stack: ComponentStack, config_dir: Path, demo_agents_port: int
+    stack: ComponentStack, config_dir: Path, demo_agents_port: int, settings: ListenerSettings
 ) -> None:
     url = stack.url("travel")
     question = "Which hotel near the Louvre has a free room tonight?"
@@ -79,7 +87,7 @@ def test_a_snapshot_pushed_at_run_time_is_applied(
     (config_dir / "gateway.yaml").write_text(
         gateway.replace("- {name: currency}", "- {name: currency}\n    - {name: hotels}")
     )
-    version = stack.control_plane.push(resources_of(config_dir))
+    version = stack.control_plane.push(resources_of(config_dir, settings))
 
     eventually(lambda: ask(url, question).headers.get("x-meshroute-agent") == "hotels", "hotels")
     response = ask(url, question)
@@ -90,11 +98,11 @@ def test_a_snapshot_pushed_at_run_time_is_applied(
 
 
 def test_a_snapshot_envoy_rejects_leaves_the_old_config_serving(
-    stack: ComponentStack, config_dir: Path
+    stack: ComponentStack, config_dir: Path, settings: ListenerSettings
 ) -> None:
     url = stack.url("travel")
-    good = resources_of(config_dir)
-    broken = resources_of(config_dir)
+    good = resources_of(config_dir, settings)
+    broken = resources_of(config_dir, settings)
     # A negative connect timeout passes our types but not Envoy's validation.
     broken.clusters[0].connect_timeout.CopyFrom(duration_pb2.Duration(seconds=-1))
     rejected = stack.control_plane.push(broken)
@@ -176,7 +184,10 @@ def test_sidecar_down_with_failure_mode_open_goes_to_the_default_agent(
             gateway_yaml("open", port, ["weather", "flights"], "weather", "failureMode: open"),
         )
     )
-    stack = ComponentStack(resources_of(config_dir), tmp_path, {"open": port})
+    settings = loopback()
+    stack = ComponentStack(
+        resources_of(config_dir, settings), tmp_path, {"open": port}, settings.internal_port
+    )
     try:
         assert stack.ext_proc is not None
         stack.ext_proc.stop()
@@ -199,7 +210,10 @@ def test_a_body_over_max_request_bytes_is_a_json_413(tmp_path: Path, demo_agents
             gateway_yaml("small", port, ["weather"], "weather", "maxRequestBytes: 4Ki"),
         )
     )
-    stack = ComponentStack(resources_of(config_dir), tmp_path, {"small": port})
+    settings = loopback()
+    stack = ComponentStack(
+        resources_of(config_dir, settings), tmp_path, {"small": port}, settings.internal_port
+    )
     try:
         fits = ask(stack.url("small"), "x" * 3000)
         assert fits.status_code == 200
@@ -215,6 +229,3 @@ def test_a_body_over_max_request_bytes_is_a_json_413(tmp_path: Path, demo_agents
         }
     finally:
         stack.close()
-
-
-_ = timedelta

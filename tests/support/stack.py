@@ -38,6 +38,7 @@ class UpStack:
         self.admin_port = free_port()
         self.xds_port = free_port()
         self.ext_proc_port = free_port()
+        self.internal_port = free_port()
         self.process = ManagedProcess(
             "meshroute up",
             meshroute_argv(
@@ -49,6 +50,8 @@ class UpStack:
                 str(self.xds_port),
                 "--ext-proc-port",
                 str(self.ext_proc_port),
+                "--internal-port",
+                str(self.internal_port),
                 "--envoy-concurrency",
                 "1",
             ),
@@ -145,7 +148,15 @@ def envoy_live(admin_port: int) -> bool:
 class ComponentStack:
     """Control plane (in-process) + `meshroute ext-proc` + Envoy, each separately stoppable."""
 
-    def __init__(self, resources: Resources, workdir: Path, gateway_ports: dict[str, int]) -> None:
+    def __init__(
+        self,
+        resources: Resources,
+        workdir: Path,
+        gateway_ports: dict[str, int],
+        internal_port: int | None = None,
+    ) -> None:
+        """`internal_port`: where the resources put the internal listener, if Envoy
+        should be waited for there too."""
         self.gateway_ports = gateway_ports
         self.control_plane = ControlPlaneThread(resources)
         self.ext_proc_port = free_port()
@@ -178,8 +189,9 @@ class ComponentStack:
             ],
         )
         self.envoy.wait_until(lambda: envoy_live(self.admin_port), "Envoy is LIVE")
-        for port in gateway_ports.values():
-            self.envoy.wait_until(lambda p=port: port_open(p), f"gateway port {port} is open")
+        ports = [*gateway_ports.values(), *([internal_port] if internal_port else [])]
+        for port in ports:
+            self.envoy.wait_until(lambda p=port: port_open(p), f"port {port} is open")
 
     def start_ext_proc(self) -> None:
         self.ext_proc = ManagedProcess(

@@ -21,11 +21,13 @@ def test_reads_roles_and_text_including_text_parts() -> None:
             ],
         }
     ).encode()
-    assert parse_chat_request(body) == [
+    request = parse_chat_request(body)
+    assert request.turns == [
         Turn("system", "be brief"),
         Turn("user", "hello"),
         Turn("assistant", ""),
     ]
+    assert request.payload["model"] == "x"
 
 
 @pytest.mark.parametrize(

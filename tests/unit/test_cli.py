@@ -47,8 +47,14 @@ def test_render_prints_resources_envoy_accepts(tmp_path: Path) -> None:
     result = meshroute("render", str(QUICKSTART))
     assert result.returncode == 0, result.stderr
     rendered = yaml.safe_load(result.stdout)
-    assert [listener["name"] for listener in rendered["listeners"]] == ["gateway_travel"]
-    assert [route["name"] for route in rendered["routes"]] == ["gateway_travel"]
+    assert [listener["name"] for listener in rendered["listeners"]] == [
+        "gateway_travel",
+        "meshroute_internal",
+    ]
+    assert [route["name"] for route in rendered["routes"]] == [
+        "gateway_travel",
+        "meshroute_internal",
+    ]
     assert sorted(cluster["name"] for cluster in rendered["clusters"]) == [
         "agent_currency",
         "agent_flights",
@@ -109,7 +115,8 @@ def test_flags_have_environment_twins() -> None:
         env=environment,
         check=True,
     )
-    [listener] = yaml.safe_load(rendered.stdout)["listeners"]
+    listener = yaml.safe_load(rendered.stdout)["listeners"][0]
+    assert listener["name"] == "gateway_travel"
     assert listener["address"]["socket_address"]["address"] == "127.0.0.9"
     helped = subprocess.run(
         meshroute_argv("render", "--help"),

@@ -147,7 +147,7 @@ def test_duplicate_names_point_at_the_first_definition(tmp_path: Path) -> None:
             "apiVersion: meshroute.io/v1alpha1\nkind: Agent\nmetadata: {name: a}\n"
             "spec: {description: d, endpoints: ['http://a:1'], timeout: 0s}\n",
             "spec.timeout",
-            "longer than zero",
+            "must be longer than zero",
         ),
         (
             "apiVersion: meshroute.io/v1alpha1\nkind: Agent\nmetadata: {name: a}\n"

@@ -23,6 +23,7 @@ from meshroute.control_plane.translate.snapshot import Resources, translate
 from meshroute.control_plane.xds import type_urls
 from meshroute.control_plane.xds.server import AggregatedDiscoveryService, start_xds_server
 from meshroute.control_plane.xds.snapshot import SnapshotCache
+from meshroute.ext_proc.routing import GatewayRouting
 from meshroute.ext_proc.server import ExternalProcessor, RoutingTables
 from meshroute.ext_proc.table_client import TableClient
 from tests.support.configs import QUICKSTART
@@ -65,7 +66,7 @@ async def tables(control_plane: ControlPlane) -> AsyncIterator[RoutingTables]:
         ready.set()
 
     client = asyncio.create_task(
-        TableClient(f"127.0.0.1:{port}", "unit-ext-proc", tables, on_first).run()
+        TableClient(f"127.0.0.1:{port}", "unit-ext-proc", tables, GatewayRouting, on_first).run()
     )
     await ready.wait()
     yield tables
@@ -141,7 +142,7 @@ async def test_no_body_is_answered_at_the_headers(processor: ep_grpc.ExternalPro
 async def test_an_unknown_gateway_is_a_503_not_a_crash(
     processor: ep_grpc.ExternalProcessorStub,
 ) -> None:
-    _, answer = await process(processor, chat_body("hi"), gateway="nope")
+    [answer] = await process(processor, chat_body("hi"), gateway="nope")  # refused at headers
     assert answer.immediate_response.status.code == 503
     assert answer.immediate_response.details == "routing_table_unavailable"
 

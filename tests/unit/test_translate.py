@@ -25,15 +25,16 @@ def quickstart() -> Resources:
     return translate(load_config([QUICKSTART]), ListenerSettings(bind_address="127.0.0.1"))
 
 
-def manager_of(resources: Resources) -> hcm_pb2.HttpConnectionManager:
-    [listener] = resources.listeners
+def manager_of(resources: Resources, name: str = "gateway_travel") -> hcm_pb2.HttpConnectionManager:
+    [listener] = [listener for listener in resources.listeners if listener.name == name]
     manager = hcm_pb2.HttpConnectionManager()
     assert listener.filter_chains[0].filters[0].typed_config.Unpack(manager)
     return manager
 
 
 def test_one_listener_per_gateway_on_its_port_with_the_body_limit(quickstart: Resources) -> None:
-    [listener] = quickstart.listeners
+    listener, internal = quickstart.listeners
+    assert internal.name == "meshroute_internal"
     assert listener.name == "gateway_travel"
     assert listener.address.socket_address.address == "127.0.0.1"
     assert listener.address.socket_address.port_value == 8001
@@ -70,8 +71,10 @@ def test_ext_proc_sees_headers_and_the_buffered_body_and_names_the_gateway(
     assert processor.status_on_error.code == 503
 
 
-def routes_by_name(resources: Resources) -> dict[str, route_components_pb2.Route]:
-    [config] = resources.routes
+def routes_by_name(
+    resources: Resources, name: str = "gateway_travel"
+) -> dict[str, route_components_pb2.Route]:
+    [config] = [config for config in resources.routes if config.name == name]
     [host] = config.virtual_hosts
     return {route.name: route for route in host.routes}
 
@@ -88,15 +91,18 @@ def test_one_header_match_route_per_agent_then_the_fallbacks(quickstart: Resourc
     ]
     flights = routes["agent_flights"]
     assert flights.match.path == "/v1/chat/completions"
-    headers = {h.name: h.string_match.exact for h in flights.match.headers}
-    assert headers == {":method": "POST", contract.AGENT_HEADER: "flights"}
+    method, agent = flights.match.headers
+    assert (method.name, method.string_match.exact) == (":method", "POST")
+    # The route serves the last agent of a sequence ("weather,flights").
+    assert agent.name == contract.AGENT_HEADER
+    assert agent.string_match.safe_regex.regex == "^([^,]+,)*flights$"
     assert flights.route.cluster == "agent_flights"
     assert flights.route.prefix_rewrite == "/agents/flights/v1/chat/completions"
     assert flights.route.timeout.ToSeconds() == 0  # streams are not cut
     assert flights.route.idle_timeout.ToSeconds() == 60
     echoed = {o.header.key: o.header.value for o in flights.response_headers_to_add}
     assert echoed == {
-        contract.AGENT_HEADER: "flights",
+        contract.AGENT_HEADER: f"%REQ({contract.AGENT_HEADER})%",
         contract.ROUTE_REASON_HEADER: f"%REQ({contract.ROUTE_REASON_HEADER})%",
     }
 
@@ -124,6 +130,7 @@ def test_failure_mode_decides_where_undecided_requests_go(tmp_path: Path) -> Non
     undecided = {
         config.name: next(r for r in config.virtual_hosts[0].routes if r.name == "undecided")
         for config in resources.routes
+        if config.name.startswith("gateway_")
     }
     assert undecided["gateway_closed"].direct_response.status == 503
     assert undecided["gateway_open"].route.cluster == "agent_b"

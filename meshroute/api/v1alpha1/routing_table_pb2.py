@@ -22,21 +22,24 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*meshroute/api/v1alpha1/routing_table.proto\x12\x16meshroute.api.v1alpha1\"\x9b\x01\n\x0cRoutingTable\x12\x0f\n\x07gateway\x18\x01 \x01(\t\x12\x33\n\x06\x61gents\x18\x02 \x03(\x0b\x32#.meshroute.api.v1alpha1.AgentTarget\x12\x15\n\rdefault_agent\x18\x03 \x01(\t\x12.\n\x06router\x18\x04 \x01(\x0b\x32\x1e.meshroute.api.v1alpha1.Router\"B\n\x0b\x41gentTarget\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x10\n\x08\x65xamples\x18\x03 \x03(\t\"L\n\x06Router\x12:\n\x08\x65mbedded\x18\x01 \x01(\x0b\x32&.meshroute.api.v1alpha1.EmbeddedRouterH\x00\x42\x06\n\x04kind\"#\n\x0e\x45mbeddedRouter\x12\x11\n\tmin_score\x18\x01 \x01(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*meshroute/api/v1alpha1/routing_table.proto\x12\x16meshroute.api.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\"\xb9\x01\n\x0cRoutingTable\x12\x0f\n\x07gateway\x18\x01 \x01(\t\x12\x33\n\x06\x61gents\x18\x02 \x03(\x0b\x32#.meshroute.api.v1alpha1.AgentTarget\x12\x15\n\rdefault_agent\x18\x03 \x01(\t\x12.\n\x06router\x18\x04 \x01(\x0b\x32\x1e.meshroute.api.v1alpha1.Router\x12\x1c\n\x14\x61llow_client_pinning\x18\x05 \x01(\x08\"{\n\x0b\x41gentTarget\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x10\n\x08\x65xamples\x18\x03 \x03(\t\x12\x0b\n\x03url\x18\x04 \x01(\t\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x90\x01\n\x06Router\x12:\n\x08\x65mbedded\x18\x01 \x01(\x0b\x32&.meshroute.api.v1alpha1.EmbeddedRouterH\x00\x12\x42\n\x0corchestrator\x18\x02 \x01(\x0b\x32*.meshroute.api.v1alpha1.OrchestratorRouterH\x00\x42\x06\n\x04kind\"#\n\x0e\x45mbeddedRouter\x12\x11\n\tmin_score\x18\x01 \x01(\x01\"\xe5\x01\n\x12OrchestratorRouter\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tmax_turns\x18\x04 \x01(\r\x12\x12\n\nmax_tokens\x18\x05 \x01(\r\x12\x17\n\x0fmax_concurrency\x18\x06 \x01(\r\x12,\n\tcache_ttl\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11\x63\x61\x63he_max_entries\x18\x08 \x01(\rb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'meshroute.api.v1alpha1.routing_table_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROUTINGTABLE']._serialized_start=71
-  _globals['_ROUTINGTABLE']._serialized_end=226
-  _globals['_AGENTTARGET']._serialized_start=228
-  _globals['_AGENTTARGET']._serialized_end=294
-  _globals['_ROUTER']._serialized_start=296
-  _globals['_ROUTER']._serialized_end=372
-  _globals['_EMBEDDEDROUTER']._serialized_start=374
-  _globals['_EMBEDDEDROUTER']._serialized_end=409
+  _globals['_ROUTINGTABLE']._serialized_start=103
+  _globals['_ROUTINGTABLE']._serialized_end=288
+  _globals['_AGENTTARGET']._serialized_start=290
+  _globals['_AGENTTARGET']._serialized_end=413
+  _globals['_ROUTER']._serialized_start=416
+  _globals['_ROUTER']._serialized_end=560
+  _globals['_EMBEDDEDROUTER']._serialized_start=562
+  _globals['_EMBEDDEDROUTER']._serialized_end=597
+  _globals['_ORCHESTRATORROUTER']._serialized_start=600
+  _globals['_ORCHESTRATORROUTER']._serialized_end=829
 # @@protoc_insertion_point(module_scope)

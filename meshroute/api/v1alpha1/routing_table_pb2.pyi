@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -7,35 +10,63 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RoutingTable(_message.Message):
-    __slots__ = ("gateway", "agents", "default_agent", "router")
+    __slots__ = ("gateway", "agents", "default_agent", "router", "allow_client_pinning")
     GATEWAY_FIELD_NUMBER: _ClassVar[int]
     AGENTS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_AGENT_FIELD_NUMBER: _ClassVar[int]
     ROUTER_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_CLIENT_PINNING_FIELD_NUMBER: _ClassVar[int]
     gateway: str
     agents: _containers.RepeatedCompositeFieldContainer[AgentTarget]
     default_agent: str
     router: Router
-    def __init__(self, gateway: _Optional[str] = ..., agents: _Optional[_Iterable[_Union[AgentTarget, _Mapping]]] = ..., default_agent: _Optional[str] = ..., router: _Optional[_Union[Router, _Mapping]] = ...) -> None: ...
+    allow_client_pinning: bool
+    def __init__(self, gateway: _Optional[str] = ..., agents: _Optional[_Iterable[_Union[AgentTarget, _Mapping]]] = ..., default_agent: _Optional[str] = ..., router: _Optional[_Union[Router, _Mapping]] = ..., allow_client_pinning: _Optional[bool] = ...) -> None: ...
 
 class AgentTarget(_message.Message):
-    __slots__ = ("name", "description", "examples")
+    __slots__ = ("name", "description", "examples", "url", "timeout")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     examples: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., examples: _Optional[_Iterable[str]] = ...) -> None: ...
+    url: str
+    timeout: _duration_pb2.Duration
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., examples: _Optional[_Iterable[str]] = ..., url: _Optional[str] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Router(_message.Message):
-    __slots__ = ("embedded",)
+    __slots__ = ("embedded", "orchestrator")
     EMBEDDED_FIELD_NUMBER: _ClassVar[int]
+    ORCHESTRATOR_FIELD_NUMBER: _ClassVar[int]
     embedded: EmbeddedRouter
-    def __init__(self, embedded: _Optional[_Union[EmbeddedRouter, _Mapping]] = ...) -> None: ...
+    orchestrator: OrchestratorRouter
+    def __init__(self, embedded: _Optional[_Union[EmbeddedRouter, _Mapping]] = ..., orchestrator: _Optional[_Union[OrchestratorRouter, _Mapping]] = ...) -> None: ...
 
 class EmbeddedRouter(_message.Message):
     __slots__ = ("min_score",)
     MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
     min_score: float
     def __init__(self, min_score: _Optional[float] = ...) -> None: ...
+
+class OrchestratorRouter(_message.Message):
+    __slots__ = ("url", "model", "timeout", "max_turns", "max_tokens", "max_concurrency", "cache_ttl", "cache_max_entries")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    MAX_TURNS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    CACHE_TTL_FIELD_NUMBER: _ClassVar[int]
+    CACHE_MAX_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    model: str
+    timeout: _duration_pb2.Duration
+    max_turns: int
+    max_tokens: int
+    max_concurrency: int
+    cache_ttl: _duration_pb2.Duration
+    cache_max_entries: int
+    def __init__(self, url: _Optional[str] = ..., model: _Optional[str] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., max_tokens: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., cache_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cache_max_entries: _Optional[int] = ...) -> None: ...

@@ -20,7 +20,15 @@ from meshroute.control_plane.config.errors import (
     Source,
     format_field_path,
 )
-from meshroute.control_plane.config.model import API_VERSION, KINDS, Agent, Config, Gateway
+from meshroute.control_plane.config.model import (
+    API_VERSION,
+    KINDS,
+    Agent,
+    Config,
+    Gateway,
+    LLMProvider,
+    Object,
+)
 from meshroute.control_plane.config.references import check_references
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -29,7 +37,7 @@ YAML_SUFFIXES = (".yaml", ".yml")
 def load_config(paths: Iterable[Path | str]) -> Config:
     """Load and check every object under `paths`; raise ConfigErrors listing all problems."""
     errors: list[ConfigError] = []
-    objects: list[tuple[Agent | Gateway, Source]] = []
+    objects: list[tuple[Object, Source]] = []
     for file in _yaml_files([Path(path) for path in paths], errors):
         objects.extend(_load_file(file, errors))
     config = _assemble(objects, errors)
@@ -62,13 +70,13 @@ def _yaml_files(paths: list[Path], errors: list[ConfigError]) -> list[Path]:
     return files
 
 
-def _load_file(file: Path, errors: list[ConfigError]) -> list[tuple[Agent | Gateway, Source]]:
+def _load_file(file: Path, errors: list[ConfigError]) -> list[tuple[Object, Source]]:
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         errors.append(ConfigError(file, None, None, None, f"cannot read: {error}"))
         return []
-    loaded: list[tuple[Agent | Gateway, Source]] = []
+    loaded: list[tuple[Object, Source]] = []
     loader = yaml.SafeLoader(text)
     try:
         while loader.check_node():
@@ -90,7 +98,7 @@ def _load_file(file: Path, errors: list[ConfigError]) -> list[tuple[Agent | Gate
     return loaded
 
 
-def _parse_object(data: Any, source: Source, errors: list[ConfigError]) -> Agent | Gateway | None:
+def _parse_object(data: Any, source: Source, errors: list[ConfigError]) -> Object | None:
     def error(location: Sequence[str | int], message: str, ref: str | None = None) -> None:
         field_path = format_field_path(location) or None
         errors.append(ConfigError(source.file, source.line_of(location), ref, field_path, message))
@@ -128,12 +136,18 @@ def _friendly(detail: Any) -> str:
     return message.removeprefix("Value error, ")
 
 
-def _assemble(objects: list[tuple[Agent | Gateway, Source]], errors: list[ConfigError]) -> Config:
+def _assemble(objects: list[tuple[Object, Source]], errors: list[ConfigError]) -> Config:
     agents: dict[str, Agent] = {}
     gateways: dict[str, Gateway] = {}
+    providers: dict[str, LLMProvider] = {}
     sources: dict[str, Source] = {}
+    buckets: dict[type[Object], dict[str, Any]] = {
+        Agent: agents,
+        Gateway: gateways,
+        LLMProvider: providers,
+    }
     for obj, source in objects:
-        bucket: dict[str, Any] = agents if isinstance(obj, Agent) else gateways
+        bucket = buckets[type(obj)]
         if obj.name in bucket:
             first = sources[obj.ref]
             errors.append(
@@ -148,4 +162,4 @@ def _assemble(objects: list[tuple[Agent | Gateway, Source]], errors: list[Config
             continue
         bucket[obj.name] = obj
         sources[obj.ref] = source
-    return Config(agents=agents, gateways=gateways, sources=sources)
+    return Config(agents=agents, gateways=gateways, providers=providers, sources=sources)

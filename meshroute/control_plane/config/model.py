@@ -25,7 +25,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from meshroute.control_plane.config.errors import Source
-from meshroute.control_plane.config.units import ByteSize, Duration
+from meshroute.control_plane.config.units import ByteSize, Duration, PositiveDuration
 
 API_VERSION = "meshroute.io/v1alpha1"
 
@@ -55,6 +55,9 @@ class Endpoint:
     scheme: Literal["http", "https"]
     host: str
     port: int
+    base_path: str = ""
+    """A path prefix the upstream's API lives under (providers only), without a
+    trailing slash: "https://api.groq.com/openai" has base_path "/openai"."""
 
     @property
     def tls(self) -> bool:
@@ -72,10 +75,21 @@ class Endpoint:
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}{self.base_path}"
 
 
 def parse_endpoint(value: object) -> Endpoint:
+    """scheme://host[:port], nothing more: an agent's path belongs in `path`."""
+    endpoint = parse_base_url(value)
+    if endpoint.base_path:
+        raise ValueError(
+            f"{value!r}: an endpoint is scheme, host and port only; put the path in `path`"
+        )
+    return endpoint
+
+
+def parse_base_url(value: object) -> Endpoint:
+    """scheme://host[:port][/base/path], as providers' API base URLs are written."""
     if isinstance(value, Endpoint):
         return value
     if not isinstance(value, str):
@@ -85,10 +99,8 @@ def parse_endpoint(value: object) -> Endpoint:
         raise ValueError(f"{value!r}: an endpoint URL must start with http:// or https://")
     if not parts.hostname:
         raise ValueError(f"{value!r}: the endpoint URL has no host")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(
-            f"{value!r}: an endpoint is scheme, host and port only; put the path in `path`"
-        )
+    if parts.query or parts.fragment:
+        raise ValueError(f"{value!r}: an endpoint URL has no query or fragment")
     if parts.username or parts.password:
         raise ValueError(f"{value!r}: credentials do not belong in an endpoint URL")
     try:
@@ -97,12 +109,18 @@ def parse_endpoint(value: object) -> Endpoint:
         raise ValueError(f"{value!r}: {error}") from None
     scheme: Literal["http", "https"] = "https" if parts.scheme == "https" else "http"
     return Endpoint(
-        scheme=scheme, host=parts.hostname, port=port or (443 if scheme == "https" else 80)
+        scheme=scheme,
+        host=parts.hostname,
+        port=port or (443 if scheme == "https" else 80),
+        base_path=parts.path.rstrip("/"),
     )
 
 
 EndpointUrl = Annotated[
     Endpoint, BeforeValidator(parse_endpoint), PlainSerializer(str, return_type=str)
+]
+BaseUrl = Annotated[
+    Endpoint, BeforeValidator(parse_base_url), PlainSerializer(str, return_type=str)
 ]
 
 
@@ -139,7 +157,7 @@ class AgentSpec(_Spec):
     endpoints: list[EndpointUrl] = Field(min_length=1)
     path: str = "/v1/chat/completions"
     """The agent's chat-completions path; requests are rewritten to it."""
-    timeout: Duration = timedelta(seconds=60)
+    timeout: PositiveDuration = timedelta(seconds=60)
     """Idle timeout of one request: how long the agent may stay silent. Streams that
     keep sending are never cut."""
 
@@ -157,17 +175,43 @@ class AgentSpec(_Spec):
             raise ValueError("all endpoints of an agent use one scheme: all http or all https")
         return endpoints
 
-    @field_validator("timeout")
-    @classmethod
-    def _positive_timeout(cls, timeout: timedelta) -> timedelta:
-        if timeout <= timedelta(0):
-            raise ValueError("timeout must be longer than zero")
-        return timeout
-
 
 class Agent(_Object):
     kind: Literal["Agent"] = "Agent"
     spec: AgentSpec
+
+
+# ---------------------------------------------------------------------- LLMProvider
+
+
+class LLMProviderSpec(_Spec):
+    api: Literal["openai"] = "openai"
+    """The API the provider speaks. `openai` covers every OpenAI-compatible server
+    (OpenAI, vLLM, Ollama, LiteLLM, ...)."""
+    endpoint: BaseUrl
+    """The API's base URL, e.g. "https://api.openai.com" or "http://vllm.ml.svc:8000";
+    a path prefix is kept ("https://api.groq.com/openai")."""
+    models: dict[NonEmptyText, NonEmptyText] = Field(min_length=1)
+    """Model names this config uses -> the model id the provider expects."""
+    timeout: PositiveDuration = timedelta(seconds=60)
+    """Idle timeout of one call to the provider."""
+    auth: None = None
+    """Credentials are not supported yet: use a provider that needs no key (such as
+    a self-hosted vLLM), or put an authenticating proxy in front of it."""
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _no_auth_yet(cls, value: object) -> None:
+        if value is not None:
+            raise ValueError(
+                "provider credentials are not supported yet; use a provider that needs no "
+                "API key, or an authenticating proxy in front of it"
+            )
+
+
+class LLMProvider(_Object):
+    kind: Literal["LLMProvider"] = "LLMProvider"
+    spec: LLMProviderSpec
 
 
 # -------------------------------------------------------------------------- Gateway
@@ -192,11 +236,44 @@ class EmbeddedRouterSpec(_Spec):
     """Below this similarity a request goes to the default agent."""
 
 
+class DecisionCacheSpec(_Spec):
+    """Same gateway, same conversation: same decision, without asking the model again."""
+
+    enabled: bool = True
+    ttl: Duration = timedelta(seconds=60)
+    max_entries: int = Field(default=10_000, ge=1, le=10_000_000)
+
+
+class OrchestratorRouterSpec(_Spec):
+    """Ask a routing model (an LLMProvider) which agent or agents serve a request."""
+
+    type: Literal["orchestrator"]
+    provider: Name
+    """The LLMProvider serving the routing model."""
+    model: NonEmptyText
+    """One of that provider's `models`."""
+    timeout: PositiveDuration = timedelta(seconds=2)
+    """The whole budget for a routing call; after it the default agent serves."""
+    max_turns: int = Field(default=16, ge=1, le=1000)
+    """How many of the latest conversation turns the model sees."""
+    max_tokens: int = Field(default=8192, ge=64, le=1_000_000)
+    """About how many tokens of conversation the model sees (estimated as chars / 4)."""
+    max_concurrency: int = Field(default=64, ge=1, le=100_000)
+    """Routing calls in flight per sidecar process; more wait within `timeout`."""
+    cache: DecisionCacheSpec = Field(default_factory=DecisionCacheSpec)
+
+
+RouterSpec = Annotated[EmbeddedRouterSpec | OrchestratorRouterSpec, Field(discriminator="type")]
+
+
 class GatewaySpec(_Spec):
     type: Literal["agent"] = "agent"
     port: int = Field(ge=1, le=65535)
     agents: list[GatewayAgent] = Field(min_length=1)
-    router: EmbeddedRouterSpec = Field(default_factory=EmbeddedRouterSpec)
+    router: RouterSpec = Field(default_factory=EmbeddedRouterSpec)
+    allow_client_pinning: bool = False
+    """Let clients choose the agent with an x-meshroute-agent header (reason
+    `pinned`). Off by default: the gateway strips the header."""
     max_request_bytes: Annotated[ByteSize, Field(le=2**30)] = 8 * 2**20
     """Largest request body accepted; larger ones get 413."""
     failure_mode: Literal["closed", "open"] = "closed"
@@ -216,7 +293,8 @@ class Gateway(_Object):
     spec: GatewaySpec
 
 
-KINDS: dict[str, type[Agent] | type[Gateway]] = {"Agent": Agent, "Gateway": Gateway}
+Object = Agent | LLMProvider | Gateway
+KINDS: dict[str, type[Object]] = {"Agent": Agent, "LLMProvider": LLMProvider, "Gateway": Gateway}
 
 
 @dataclass(frozen=True)
@@ -225,5 +303,6 @@ class Config:
 
     agents: dict[str, Agent]
     gateways: dict[str, Gateway]
+    providers: dict[str, LLMProvider] = field(default_factory=dict)
     sources: dict[str, Source] = field(default_factory=dict, repr=False, compare=False)
     """`Kind/name` -> where it was written; for error messages."""

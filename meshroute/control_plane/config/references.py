@@ -8,15 +8,44 @@ from __future__ import annotations
 from collections import Counter
 
 from meshroute.control_plane.config.errors import ConfigError, format_field_path
-from meshroute.control_plane.config.model import Config, Gateway
+from meshroute.control_plane.config.model import Config, Gateway, OrchestratorRouterSpec
 
 
 def check_references(config: Config) -> list[ConfigError]:
     errors: list[ConfigError] = []
     for gateway in config.gateways.values():
         errors.extend(_check_gateway_agents(config, gateway))
+        errors.extend(_check_router(config, gateway))
     errors.extend(_check_ports(config))
     return errors
+
+
+def _check_router(config: Config, gateway: Gateway) -> list[ConfigError]:
+    router = gateway.spec.router
+    if not isinstance(router, OrchestratorRouterSpec):
+        return []
+    provider = config.providers.get(router.provider)
+    if provider is None:
+        known = ", ".join(sorted(config.providers)) or "none defined"
+        return [
+            _error(
+                config,
+                gateway,
+                ["spec", "router", "provider"],
+                f"no LLMProvider named {router.provider!r} (known: {known})",
+            )
+        ]
+    if router.model not in provider.spec.models:
+        known = ", ".join(sorted(provider.spec.models))
+        return [
+            _error(
+                config,
+                gateway,
+                ["spec", "router", "model"],
+                f"LLMProvider/{provider.name} has no model {router.model!r} (its models: {known})",
+            )
+        ]
+    return []
 
 
 def _error(

@@ -10,7 +10,7 @@ import re
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|s|m|h)")
 _DURATION_UNITS_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -64,7 +64,14 @@ def parse_size(value: object) -> int:
     return size
 
 
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than zero")
+    return value
+
+
 Duration = Annotated[
     timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
 ]
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 ByteSize = Annotated[int, BeforeValidator(parse_size)]

@@ -1,4 +1,4 @@
-"""Agent -> Cluster: where Envoy sends a routed request, and how it connects."""
+"""Agent or LLMProvider -> Cluster: where Envoy sends a request, and how it connects."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
-from meshroute.control_plane.config.model import Agent, Endpoint
-from meshroute.control_plane.translate.names import agent_cluster
+from meshroute.control_plane.config.model import Agent, Endpoint, LLMProvider
+from meshroute.control_plane.translate.names import agent_cluster, provider_cluster
 from meshroute.control_plane.translate.protos import duration, pack
 
 CONNECT_TIMEOUT = timedelta(seconds=5)
@@ -19,14 +19,21 @@ _HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 
 def agent_cluster_resource(agent: Agent) -> cluster_pb2.Cluster:
-    endpoints = agent.spec.endpoints
+    return _upstream_cluster(agent_cluster(agent.name), agent.spec.endpoints)
+
+
+def provider_cluster_resource(provider: LLMProvider) -> cluster_pb2.Cluster:
+    return _upstream_cluster(provider_cluster(provider.name), [provider.spec.endpoint])
+
+
+def _upstream_cluster(name: str, endpoints: list[Endpoint]) -> cluster_pb2.Cluster:
     cluster = cluster_pb2.Cluster(
-        name=agent_cluster(agent.name),
+        name=name,
         connect_timeout=duration(CONNECT_TIMEOUT),
-        # Agent calls are long and uneven; least-request keeps one slow answer from
-        # piling more requests onto the same host.
+        # Model and agent calls are long and uneven; least-request keeps one slow
+        # answer from piling more requests onto the same host.
         lb_policy=cluster_pb2.Cluster.LEAST_REQUEST,
-        load_assignment=_load_assignment(agent_cluster(agent.name), endpoints),
+        load_assignment=_load_assignment(name, endpoints),
     )
     if all(endpoint.is_ip for endpoint in endpoints):
         cluster.type = cluster_pb2.Cluster.STATIC

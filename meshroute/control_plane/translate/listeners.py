@@ -3,10 +3,14 @@
 The chain is: strip client-sent x-meshroute-* headers (so nobody can steer
 routing), ext_proc (the routing decision), router. Routes come over RDS, so a
 route change never drains the listener.
+
+The internal listener (for the sidecar's own calls) is built here too: the same
+shape with the router alone.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -19,60 +23,118 @@ from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
-from envoy.type.matcher.v3 import string_pb2
+from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import http_status_pb2
 from google.protobuf import wrappers_pb2
 
 from meshroute.api import contract
-from meshroute.control_plane.config.model import Gateway
+from meshroute.control_plane.config.model import Gateway, OrchestratorRouterSpec
 from meshroute.control_plane.translate import names
 from meshroute.control_plane.translate.local_reply import local_reply_config
 from meshroute.control_plane.translate.protos import duration, pack
 
-# How long Envoy waits for one ext_proc answer. The embedded router decides in well
-# under a millisecond; this bounds a stalled sidecar, not the router.
-EMBEDDED_ROUTER_MESSAGE_TIMEOUT = timedelta(seconds=2)
+# How long Envoy waits for one ext_proc answer when the sidecar decides locally (the
+# embedded router takes well under a millisecond): this bounds a stalled sidecar.
+LOCAL_DECISION_TIMEOUT = timedelta(seconds=2)
+# What the sidecar adds on top of the routing model's own timeout before Envoy gives up.
+ROUTING_CALL_MARGIN = timedelta(seconds=1)
+# The longest the sidecar may hold a request while it runs the earlier agents of a
+# multi-agent sequence (it asks Envoy for this much, per request, when it starts one).
+MAX_SEQUENCE_DURATION = timedelta(seconds=contract.MAX_SEQUENCE_SECONDS)
 
 
 @dataclass(frozen=True)
 class ListenerSettings:
-    """Deployment facts the config files do not say: where gateways listen."""
+    """Deployment facts the config files do not say: where listeners bind."""
 
     bind_address: str = "0.0.0.0"
+    """Where gateway listeners bind."""
+    internal_address: str = "127.0.0.1"
+    """Where the internal listener binds; the sidecar must reach it here."""
+    internal_port: int = 18002
+
+    @property
+    def internal_url(self) -> str:
+        return f"http://{self.internal_address}:{self.internal_port}"
 
 
 def gateway_listener(gateway: Gateway, settings: ListenerSettings) -> listener_pb2.Listener:
-    manager = hcm_pb2.HttpConnectionManager(
-        stat_prefix=names.gateway_listener(gateway.name),
+    filters = [
+        _strip_client_headers_filter(gateway.spec.allow_client_pinning),
+        _ext_proc_filter(gateway),
+        _router_filter(),
+    ]
+    manager = _http_connection_manager(
+        names.gateway_listener(gateway.name),
+        names.gateway_route_config(gateway.name),
+        filters,
+        local_reply_config([contract.CHAT_COMPLETIONS_PATH], gateway.spec.max_request_bytes),
+    )
+    # ext_proc buffers the whole body under this limit; beyond it Envoy answers 413.
+    return _listener(
+        names.gateway_listener(gateway.name),
+        settings.bind_address,
+        gateway.spec.port,
+        manager,
+        buffer_limit=gateway.spec.max_request_bytes,
+    )
+
+
+def internal_listener(settings: ListenerSettings) -> listener_pb2.Listener:
+    """Loopback only, no ext_proc: the sidecar's calls get Envoy's LB, retries and TLS."""
+    manager = _http_connection_manager(
+        names.INTERNAL_LISTENER,
+        names.INTERNAL_ROUTE_CONFIG,
+        [_router_filter()],
+        local_reply_config([], max_request_bytes=2**30),
+    )
+    return _listener(
+        names.INTERNAL_LISTENER, settings.internal_address, settings.internal_port, manager
+    )
+
+
+def ext_proc_message_timeout(gateway: Gateway) -> timedelta:
+    """Never shorter than the router's own budget, so Envoy never gives up first."""
+    router = gateway.spec.router
+    if isinstance(router, OrchestratorRouterSpec):
+        return max(LOCAL_DECISION_TIMEOUT, router.timeout + ROUTING_CALL_MARGIN)
+    return LOCAL_DECISION_TIMEOUT
+
+
+def _http_connection_manager(
+    stat_prefix: str,
+    route_config: str,
+    filters: list[hcm_pb2.HttpFilter],
+    local_reply: hcm_pb2.LocalReplyConfig,
+) -> hcm_pb2.HttpConnectionManager:
+    return hcm_pb2.HttpConnectionManager(
+        stat_prefix=stat_prefix,
         codec_type=hcm_pb2.HttpConnectionManager.AUTO,
         rds=hcm_pb2.Rds(
             config_source=config_source_pb2.ConfigSource(
                 ads=config_source_pb2.AggregatedConfigSource(),
                 resource_api_version=config_source_pb2.V3,
             ),
-            route_config_name=names.gateway_route_config(gateway.name),
+            route_config_name=route_config,
         ),
-        http_filters=[
-            _strip_client_headers_filter(),
-            _ext_proc_filter(gateway),
-            hcm_pb2.HttpFilter(name=names.ROUTER_FILTER, typed_config=pack(router_pb2.Router())),
-        ],
-        local_reply_config=local_reply_config(
-            [contract.CHAT_COMPLETIONS_PATH], gateway.spec.max_request_bytes
-        ),
+        http_filters=filters,
+        local_reply_config=local_reply,
         normalize_path=wrappers_pb2.BoolValue(value=True),
         merge_slashes=True,
     )
-    return listener_pb2.Listener(
-        name=names.gateway_listener(gateway.name),
+
+
+def _listener(
+    name: str,
+    address: str,
+    port: int,
+    manager: hcm_pb2.HttpConnectionManager,
+    buffer_limit: int | None = None,
+) -> listener_pb2.Listener:
+    listener = listener_pb2.Listener(
+        name=name,
         address=address_pb2.Address(
-            socket_address=address_pb2.SocketAddress(
-                address=settings.bind_address, port_value=gateway.spec.port
-            )
-        ),
-        # ext_proc buffers the whole body under this limit; beyond it Envoy answers 413.
-        per_connection_buffer_limit_bytes=wrappers_pb2.UInt32Value(
-            value=gateway.spec.max_request_bytes
+            socket_address=address_pb2.SocketAddress(address=address, port_value=port)
         ),
         filter_chains=[
             listener_components_pb2.FilterChain(
@@ -85,21 +147,52 @@ def gateway_listener(gateway: Gateway, settings: ListenerSettings) -> listener_p
             )
         ],
     )
+    if buffer_limit is not None:
+        listener.per_connection_buffer_limit_bytes.value = buffer_limit
+    return listener
 
 
-def _strip_client_headers_filter() -> hcm_pb2.HttpFilter:
+def _router_filter() -> hcm_pb2.HttpFilter:
+    return hcm_pb2.HttpFilter(name=names.ROUTER_FILTER, typed_config=pack(router_pb2.Router()))
+
+
+def _strip_client_headers_filter(allow_pinning: bool) -> hcm_pb2.HttpFilter:
+    if allow_pinning:
+        # Everything under the prefix except the agent header itself.
+        matcher = string_pb2.StringMatcher(
+            safe_regex=regex_pb2.RegexMatcher(
+                regex=_prefix_except(contract.HEADER_PREFIX, contract.AGENT_HEADER)
+            )
+        )
+    else:
+        matcher = string_pb2.StringMatcher(prefix=contract.HEADER_PREFIX)
     strip = header_mutation_pb2.HeaderMutation(
         mutations=header_mutation_pb2.Mutations(
             request_mutations=[
                 mutation_rules_pb2.HeaderMutation(
                     remove_on_match=mutation_rules_pb2.HeaderMutation.RemoveOnMatch(
-                        key_matcher=string_pb2.StringMatcher(prefix=contract.HEADER_PREFIX)
+                        key_matcher=matcher
                     )
                 )
             ]
         )
     )
     return hcm_pb2.HttpFilter(name=names.STRIP_FILTER, typed_config=pack(strip))
+
+
+def _prefix_except(prefix: str, keep: str) -> str:
+    """An RE2 regex (no lookahead) for names starting with `prefix`, except `keep`.
+
+    A name other than `keep` either leaves `keep`'s spelling at some character, or
+    stops short of it, or runs past it.
+    """
+    rest = keep.removeprefix(prefix)
+    branches = [
+        re.escape(rest[:index]) + f"[^{re.escape(rest[index])}]" for index in range(len(rest))
+    ]
+    shorter = [re.escape(rest[:index]) for index in range(len(rest))]
+    alternatives = [f"{branch}.*" for branch in branches] + shorter + [re.escape(rest) + ".+"]
+    return f"^{re.escape(prefix)}({'|'.join(alternatives)})$"
 
 
 def _ext_proc_filter(gateway: Gateway) -> hcm_pb2.HttpFilter:
@@ -122,7 +215,10 @@ def _ext_proc_filter(gateway: Gateway) -> hcm_pb2.HttpFilter:
             response_body_mode=mode.NONE,
             response_trailer_mode=mode.SKIP,
         ),
-        message_timeout=duration(EMBEDDED_ROUTER_MESSAGE_TIMEOUT),
+        message_timeout=duration(ext_proc_message_timeout(gateway)),
+        # The sidecar may ask for longer on one message (override_message_timeout)
+        # while it runs a multi-agent sequence.
+        max_message_timeout=duration(MAX_SEQUENCE_DURATION),
         failure_mode_allow=gateway.spec.failure_mode == "open",
         status_on_error=http_status_pb2.HttpStatus(code=http_status_pb2.ServiceUnavailable),
     )

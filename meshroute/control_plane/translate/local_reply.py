@@ -95,7 +95,9 @@ def local_reply_config(served_paths: list[str], max_request_bytes: int) -> hcm_p
             ),
         ),
         _mapper(
-            _all_of(_status_is(404), _path_is_not(served_paths)),
+            _all_of(_status_is(404), _path_is_not(served_paths))
+            if served_paths
+            else _status_is(404),
             _error_body(404, code=ROUTE_NOT_FOUND_CODE),
         ),
         _mapper(_status_is(405), _error_body(405, code=METHOD_NOT_ALLOWED_CODE)),

@@ -20,8 +20,18 @@ EXT_PROC_FILTER: Final = "envoy.filters.http.ext_proc"
 ROUTER_FILTER: Final = "envoy.filters.http.router"
 
 
+# The loopback listener the sidecar's own calls (routing model, sequence steps) go
+# through: it has no ext_proc filter, so nothing loops.
+INTERNAL_LISTENER: Final = "meshroute_internal"
+INTERNAL_ROUTE_CONFIG: Final = "meshroute_internal"
+
+
 def agent_cluster(agent: str) -> str:
     return f"agent_{agent}"
+
+
+def provider_cluster(provider: str) -> str:
+    return f"provider_{provider}"
 
 
 def gateway_listener(gateway: str) -> str:

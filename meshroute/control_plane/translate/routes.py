@@ -3,23 +3,33 @@
 Envoy first matches a request before any decision exists (the "undecided" route,
 which keeps ext_proc on); the ext_proc server then sets x-meshroute-agent and
 clears the route cache, and Envoy matches again, now to the chosen agent's route.
+
+x-meshroute-agent names the whole sequence of agents that served a request
+("weather,flights"); the earlier ones have already run inside the sidecar, and a
+route matches on the last. The header is echoed on the response as it is.
+
+The internal listener's routes live here too: `/agents/<name>` and
+`/providers/<name>/...`, the URLs the sidecar's own calls use.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from datetime import timedelta
 
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.http.ext_proc.v3 import ext_proc_pb2
-from envoy.type.matcher.v3 import string_pb2
+from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf import wrappers_pb2
 
 from meshroute.api import contract
-from meshroute.control_plane.config.model import Agent, Gateway
+from meshroute.control_plane.config.model import Agent, Gateway, LLMProvider
 from meshroute.control_plane.translate import names
 from meshroute.control_plane.translate.protos import duration, pack, set_header
 
 _ECHO_REASON = set_header(contract.ROUTE_REASON_HEADER, f"%REQ({contract.ROUTE_REASON_HEADER})%")
+_ECHO_AGENTS = set_header(contract.AGENT_HEADER, f"%REQ({contract.AGENT_HEADER})%")
 
 
 def gateway_route_config(
@@ -48,26 +58,33 @@ def _chat_match(*headers: route_components_pb2.HeaderMatcher) -> route_component
     )
 
 
-def _to_agent(agent: Agent) -> route_components_pb2.RouteAction:
+def _forward(cluster: str, path: str, idle_timeout: timedelta) -> route_components_pb2.RouteAction:
     return route_components_pb2.RouteAction(
-        cluster=names.agent_cluster(agent.name),
-        prefix_rewrite=agent.spec.path,
+        cluster=cluster,
+        prefix_rewrite=path,
         auto_host_rewrite=wrappers_pb2.BoolValue(value=True),
         # No total timeout: a long stream is not cut. The idle timeout bounds silence.
         timeout=duration(timedelta(0)),
-        idle_timeout=duration(agent.spec.timeout),
+        idle_timeout=duration(idle_timeout),
     )
+
+
+def _to_agent(agent: Agent) -> route_components_pb2.RouteAction:
+    return _forward(names.agent_cluster(agent.name), agent.spec.path, agent.spec.timeout)
 
 
 def _agent_route(agent: Agent) -> route_components_pb2.Route:
-    chosen = route_components_pb2.HeaderMatcher(
-        name=contract.AGENT_HEADER, string_match=string_pb2.StringMatcher(exact=agent.name)
+    last_in_sequence = route_components_pb2.HeaderMatcher(
+        name=contract.AGENT_HEADER,
+        string_match=string_pb2.StringMatcher(
+            safe_regex=regex_pb2.RegexMatcher(regex=rf"^([^,]+,)*{re.escape(agent.name)}$")
+        ),
     )
     return route_components_pb2.Route(
         name=names.agent_cluster(agent.name),
-        match=_chat_match(chosen),
+        match=_chat_match(last_in_sequence),
         route=_to_agent(agent),
-        response_headers_to_add=[set_header(contract.AGENT_HEADER, agent.name), _ECHO_REASON],
+        response_headers_to_add=[_ECHO_AGENTS, _ECHO_REASON],
     )
 
 
@@ -120,3 +137,49 @@ def _not_found_route() -> route_components_pb2.Route:
 
 
 _EXT_PROC_OFF = pack(ext_proc_pb2.ExtProcPerRoute(disabled=True))
+
+
+# ------------------------------------------------------------------ internal listener
+
+
+def internal_agent_path(agent: str) -> str:
+    return f"/agents/{agent}"
+
+
+def internal_provider_prefix(provider: str) -> str:
+    return f"/providers/{provider}/"
+
+
+def internal_route_config(
+    agents: Iterable[Agent], providers: Iterable[LLMProvider]
+) -> route_pb2.RouteConfiguration:
+    """Routes for the sidecar's own calls, one per agent and one per provider."""
+    routes = [
+        route_components_pb2.Route(
+            name=names.agent_cluster(agent.name),
+            match=route_components_pb2.RouteMatch(path=internal_agent_path(agent.name)),
+            route=_to_agent(agent),
+        )
+        for agent in agents
+    ]
+    routes += [
+        route_components_pb2.Route(
+            name=names.provider_cluster(provider.name),
+            match=route_components_pb2.RouteMatch(prefix=internal_provider_prefix(provider.name)),
+            route=_forward(
+                names.provider_cluster(provider.name),
+                provider.spec.endpoint.base_path + "/",
+                provider.spec.timeout,
+            ),
+        )
+        for provider in providers
+    ]
+    routes.append(_not_found_route())
+    return route_pb2.RouteConfiguration(
+        name=names.INTERNAL_ROUTE_CONFIG,
+        virtual_hosts=[
+            route_components_pb2.VirtualHost(
+                name=names.INTERNAL_ROUTE_CONFIG, domains=["*"], routes=routes
+            )
+        ],
+    )

@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 from meshroute.api.v1alpha1 import routing_table_pb2 as rt
-from meshroute.control_plane.config.model import Agent, Gateway
+from meshroute.control_plane.config.model import (
+    Config,
+    EmbeddedRouterSpec,
+    Gateway,
+    LLMProvider,
+    OrchestratorRouterSpec,
+)
+from meshroute.control_plane.translate.listeners import ListenerSettings
+from meshroute.control_plane.translate.protos import duration
+from meshroute.control_plane.translate.routes import (
+    internal_agent_path,
+    internal_provider_prefix,
+)
+
+# Where each provider API serves chat completions, under its base URL.
+CHAT_PATHS = {"openai": "v1/chat/completions"}
 
 
-def gateway_routing_table(gateway: Gateway, agents: dict[str, Agent]) -> rt.RoutingTable:
+def gateway_routing_table(
+    gateway: Gateway, config: Config, settings: ListenerSettings
+) -> rt.RoutingTable:
+    agents = config.agents
     return rt.RoutingTable(
         gateway=gateway.name,
         agents=[
@@ -14,9 +32,40 @@ def gateway_routing_table(gateway: Gateway, agents: dict[str, Agent]) -> rt.Rout
                 name=ref.name,
                 description=ref.description or agents[ref.name].spec.description,
                 examples=agents[ref.name].spec.examples,
+                url=settings.internal_url + internal_agent_path(ref.name),
+                timeout=duration(agents[ref.name].spec.timeout),
             )
             for ref in gateway.spec.agents
         ],
         default_agent=gateway.spec.default_agent,
-        router=rt.Router(embedded=rt.EmbeddedRouter(min_score=gateway.spec.router.min_score)),
+        router=_router(gateway.spec.router, config, settings),
+        allow_client_pinning=gateway.spec.allow_client_pinning,
+    )
+
+
+def provider_chat_url(provider: LLMProvider, base_url: str) -> str:
+    """The provider's chat-completions URL under `base_url` (the internal listener's
+    provider prefix, or the provider's own endpoint for a direct call)."""
+    return base_url.rstrip("/") + "/" + CHAT_PATHS[provider.spec.api]
+
+
+def _router(
+    spec: EmbeddedRouterSpec | OrchestratorRouterSpec, config: Config, settings: ListenerSettings
+) -> rt.Router:
+    if isinstance(spec, EmbeddedRouterSpec):
+        return rt.Router(embedded=rt.EmbeddedRouter(min_score=spec.min_score))
+    provider = config.providers[spec.provider]
+    through_envoy = settings.internal_url + internal_provider_prefix(provider.name)
+    cache = spec.cache
+    return rt.Router(
+        orchestrator=rt.OrchestratorRouter(
+            url=provider_chat_url(provider, through_envoy),
+            model=provider.spec.models[spec.model],
+            timeout=duration(spec.timeout),
+            max_turns=spec.max_turns,
+            max_tokens=spec.max_tokens,
+            max_concurrency=spec.max_concurrency,
+            cache_ttl=duration(cache.ttl) if cache.enabled else None,
+            cache_max_entries=cache.max_entries,
+        )
     )

@@ -10,9 +10,16 @@ from envoy.config.route.v3 import route_pb2
 
 from meshroute.api.v1alpha1 import routing_table_pb2
 from meshroute.control_plane.config.model import Config
-from meshroute.control_plane.translate.clusters import agent_cluster_resource
-from meshroute.control_plane.translate.listeners import ListenerSettings, gateway_listener
-from meshroute.control_plane.translate.routes import gateway_route_config
+from meshroute.control_plane.translate.clusters import (
+    agent_cluster_resource,
+    provider_cluster_resource,
+)
+from meshroute.control_plane.translate.listeners import (
+    ListenerSettings,
+    gateway_listener,
+    internal_listener,
+)
+from meshroute.control_plane.translate.routes import gateway_route_config, internal_route_config
 from meshroute.control_plane.translate.routing_tables import gateway_routing_table
 
 
@@ -29,9 +36,14 @@ class Resources:
 def translate(config: Config, settings: ListenerSettings | None = None) -> Resources:
     settings = settings or ListenerSettings()
     gateways = sorted(config.gateways.values(), key=lambda gateway: gateway.name)
+    agents = [config.agents[name] for name in sorted(config.agents)]
+    providers = [config.providers[name] for name in sorted(config.providers)]
     return Resources(
-        clusters=[agent_cluster_resource(config.agents[name]) for name in sorted(config.agents)],
-        listeners=[gateway_listener(gateway, settings) for gateway in gateways],
-        routes=[gateway_route_config(gateway, config.agents) for gateway in gateways],
-        routing_tables=[gateway_routing_table(gateway, config.agents) for gateway in gateways],
+        clusters=[agent_cluster_resource(agent) for agent in agents]
+        + [provider_cluster_resource(provider) for provider in providers],
+        listeners=[gateway_listener(gateway, settings) for gateway in gateways]
+        + [internal_listener(settings)],
+        routes=[gateway_route_config(gateway, config.agents) for gateway in gateways]
+        + [internal_route_config(agents, providers)],
+        routing_tables=[gateway_routing_table(gateway, config, settings) for gateway in gateways],
     )
