@@ -28,6 +28,8 @@ def route_sequence(agents: Sequence[str], reason: str, body: bytes) -> ep.Proces
     """Hand the grown request to the last agent; the header names the whole sequence."""
     common = _decision(contract.AGENT_SEPARATOR.join(agents), reason)
     common.body_mutation.body = body
+    # Envoy refuses a new body whose length the content-length header contradicts.
+    common.header_mutation.set_headers.append(_header("content-length", str(len(body))))
     return ep.ProcessingResponse(request_body=ep.BodyResponse(response=common))
 
 

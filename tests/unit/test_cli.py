@@ -11,6 +11,7 @@ import yaml
 from meshroute.control_plane.bootstrap import BootstrapSettings, render_bootstrap
 from meshroute.envoy_binary import validate_config
 from tests.support.configs import QUICKSTART, agent_yaml, documents, gateway_yaml
+from tests.support.orchestrator import StandInOrchestrator
 from tests.support.processes import meshroute_argv
 
 
@@ -126,3 +127,42 @@ def test_flags_have_environment_twins() -> None:
         check=True,
     )
     assert "MESHROUTE_GATEWAY_ADDRESS; now 127.0.0.9" in " ".join(helped.stdout.split())
+
+
+def orchestrated_config(tmp_path: Path, model_port: int) -> Path:
+    router = "  router: {type: orchestrator, provider: router, model: plano}"
+    gateway = (QUICKSTART / "gateway.yaml").read_text()
+    text = gateway.replace("    - {name: currency}", "    - {name: currency}\n" + router)
+    (tmp_path / "gateway.yaml").write_text(text)
+    (tmp_path / "agents.yaml").write_text((QUICKSTART / "agents.yaml").read_text())
+    (tmp_path / "router.yaml").write_text(
+        "apiVersion: meshroute.io/v1alpha1\nkind: LLMProvider\nmetadata: {name: router}\n"
+        f"spec: {{endpoint: 'http://127.0.0.1:{model_port}', models: {{plano: stand-in}}}}\n"
+    )
+    return tmp_path
+
+
+def test_route_asks_the_routing_model_when_there_is_one(tmp_path: Path) -> None:
+    model = StandInOrchestrator().start()
+    try:
+        config = orchestrated_config(tmp_path, model.port)
+        result = meshroute("route", str(config), "--message", "ask flights about UA 901")
+    finally:
+        model.close()
+    assert result.returncode == 0, result.stderr
+    fields = dict(line.split(":", 1) for line in result.stdout.splitlines())
+    assert (fields["agent"].strip(), fields["reason"].strip()) == ("flights", "orchestrator")
+    assert "routing model plano" in fields["why"]
+    assert model.prompts[0].conversation == [
+        {"role": "user", "content": "ask flights about UA 901"}
+    ]
+
+
+def test_route_says_why_it_fell_back_when_the_model_is_down(tmp_path: Path) -> None:
+    model = StandInOrchestrator().start()
+    port = model.port
+    model.close()
+    result = meshroute("route", str(orchestrated_config(tmp_path, port)), "--message", "flights?")
+    fields = dict(line.split(":", 1) for line in result.stdout.splitlines())
+    assert (fields["agent"].strip(), fields["reason"].strip()) == ("weather", "fallback")
+    assert "(unreachable:" in fields["why"]

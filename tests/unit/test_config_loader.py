@@ -191,3 +191,73 @@ def test_directories_skip_hidden_files_and_other_suffixes(tmp_path: Path) -> Non
 def test_empty_documents_are_ignored(tmp_path: Path) -> None:
     path = write(tmp_path, "---\n" + agent_yaml("a", "A", ENDPOINT) + "---\n")
     assert list(load_config([path]).agents) == ["a"]
+
+
+PROVIDER = (
+    "apiVersion: meshroute.io/v1alpha1\nkind: LLMProvider\nmetadata: {name: router}\n"
+    "spec: {endpoint: 'http://vllm.ml.svc:8000/base/', models: {plano: katanemo/Plano}}\n"
+)
+
+
+def orchestrated_gateway(router: str) -> str:
+    return (
+        "apiVersion: meshroute.io/v1alpha1\nkind: Gateway\nmetadata: {name: g}\n"
+        f"spec: {{port: 8000, agents: [{{name: a}}], router: {router}}}\n"
+    )
+
+
+def test_an_orchestrator_router_names_a_provider_and_one_of_its_models(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        documents(
+            agent_yaml("a", "A", ENDPOINT),
+            PROVIDER,
+            orchestrated_gateway("{type: orchestrator, provider: router, model: plano}"),
+        ),
+    )
+    config = load_config([path])
+    router = config.gateways["g"].spec.router
+    assert router.type == "orchestrator"
+    assert router.timeout.total_seconds() == 2
+    assert (router.max_turns, router.max_tokens) == (16, 8192)
+    assert router.cache.enabled
+    endpoint = config.providers["router"].spec.endpoint
+    assert (endpoint.host, endpoint.port, endpoint.base_path) == ("vllm.ml.svc", 8000, "/base")
+
+
+@pytest.mark.parametrize(
+    ("router", "field", "message"),
+    [
+        (
+            "{type: orchestrator, provider: nobody, model: plano}",
+            "spec.router.provider",
+            "no LLMProvider named 'nobody' (known: router)",
+        ),
+        (
+            "{type: orchestrator, provider: router, model: gpt-4o}",
+            "spec.router.model",
+            "LLMProvider/router has no model 'gpt-4o' (its models: plano)",
+        ),
+        (
+            "{type: orchestrator, provider: router, model: plano, timeout: 0s}",
+            "spec.router.timeout",
+            "must be longer than zero",
+        ),
+        ("{type: magic}", "spec.router", "does not match any of the expected tags"),
+    ],
+)
+def test_orchestrator_references_are_checked(
+    tmp_path: Path, router: str, field: str, message: str
+) -> None:
+    path = write(
+        tmp_path, documents(agent_yaml("a", "A", ENDPOINT), PROVIDER, orchestrated_gateway(router))
+    )
+    errors = errors_of(path)
+    assert any(e.field == field and message in e.message for e in errors), errors
+
+
+def test_provider_credentials_are_refused_clearly_until_supported(tmp_path: Path) -> None:
+    path = write(tmp_path, PROVIDER.replace("models:", "auth: {fromEnv: KEY}, models:"))
+    [error] = errors_of(path)
+    assert error.field == "spec.auth"
+    assert "credentials are not supported yet" in error.message

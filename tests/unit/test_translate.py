@@ -14,9 +14,16 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
 from meshroute.api import contract
+from meshroute.control_plane.bootstrap import (
+    BootstrapSettings,
+    message_to_dict,
+    static_bootstrap,
+    to_yaml,
+)
 from meshroute.control_plane.config import load_config
 from meshroute.control_plane.translate.listeners import ListenerSettings
 from meshroute.control_plane.translate.snapshot import Resources, translate
+from meshroute.envoy_binary import validate_config
 from tests.support.configs import QUICKSTART, agent_yaml, documents, gateway_yaml
 
 
@@ -187,3 +194,90 @@ def test_a_gateway_description_overrides_the_agents_own(tmp_path: Path) -> None:
     )
     [table] = translate(load_config([path])).routing_tables
     assert table.agents[0].description == "What this gateway says"
+
+
+ORCHESTRATED = documents(
+    agent_yaml("a", "A", "http://10.0.0.1:80"),
+    agent_yaml("b", "B", "http://10.0.0.2:80"),
+    "apiVersion: meshroute.io/v1alpha1\nkind: LLMProvider\nmetadata: {name: router}\n"
+    "spec: {endpoint: 'https://models.example.com/openai', models: {plano: katanemo/Plano}}\n",
+    gateway_yaml(
+        "g",
+        8000,
+        ["a", "b"],
+        "a",
+        "router: {type: orchestrator, provider: router, model: plano, timeout: 3s}\n"
+        "allowClientPinning: true",
+    ),
+)
+
+
+@pytest.fixture
+def orchestrated(tmp_path: Path) -> Resources:
+    path = tmp_path / "c.yaml"
+    path.write_text(ORCHESTRATED)
+    return translate(load_config([path]), ListenerSettings(internal_port=18123))
+
+
+def test_envoy_waits_for_the_routing_model_and_for_sequences(orchestrated: Resources) -> None:
+    processor = ext_proc_pb2.ExternalProcessor()
+    assert manager_of(orchestrated, "gateway_g").http_filters[1].typed_config.Unpack(processor)
+    assert processor.message_timeout.ToTimedelta().total_seconds() == 4  # 3s + margin
+    assert processor.max_message_timeout.ToTimedelta().total_seconds() == 600
+
+
+def test_pinning_keeps_only_the_agent_header_from_clients(orchestrated: Resources) -> None:
+    import re
+
+    from envoy.extensions.filters.http.header_mutation.v3 import header_mutation_pb2
+
+    strip = header_mutation_pb2.HeaderMutation()
+    assert manager_of(orchestrated, "gateway_g").http_filters[0].typed_config.Unpack(strip)
+    [mutation] = strip.mutations.request_mutations
+    regex = re.compile(mutation.remove_on_match.key_matcher.safe_regex.regex)
+    removed = [
+        name
+        for name in (
+            "x-meshroute-agent",
+            "x-meshroute-route-reason",
+            "x-meshroute-agents",
+            "x-other",
+        )
+        if regex.match(name)
+    ]
+    assert removed == ["x-meshroute-route-reason", "x-meshroute-agents"]
+
+
+def test_the_internal_listener_has_no_sidecar_and_routes_to_agents_and_providers(
+    orchestrated: Resources,
+) -> None:
+    listener = next(item for item in orchestrated.listeners if item.name == "meshroute_internal")
+    assert listener.address.socket_address.address == "127.0.0.1"
+    assert listener.address.socket_address.port_value == 18123
+    manager = manager_of(orchestrated, "meshroute_internal")
+    assert [f.name for f in manager.http_filters] == ["envoy.filters.http.router"]
+    routes = routes_by_name(orchestrated, "meshroute_internal")
+    assert routes["agent_b"].match.path == "/agents/b"
+    assert routes["agent_b"].route.cluster == "agent_b"
+    assert routes["provider_router"].match.prefix == "/providers/router/"
+    assert routes["provider_router"].route.prefix_rewrite == "/openai/"
+    clusters = {cluster.name for cluster in orchestrated.clusters}
+    assert {"agent_a", "agent_b", "provider_router"} <= clusters
+
+
+def test_the_routing_table_points_the_sidecar_through_envoy(orchestrated: Resources) -> None:
+    [table] = orchestrated.routing_tables
+    router = table.router.orchestrator
+    assert router.url == "http://127.0.0.1:18123/providers/router/v1/chat/completions"
+    assert router.model == "katanemo/Plano"
+    assert router.timeout.ToTimedelta().total_seconds() == 3
+    assert (router.max_turns, router.max_tokens, router.max_concurrency) == (16, 8192, 64)
+    assert router.cache_ttl.ToTimedelta().total_seconds() == 60
+    assert table.allow_client_pinning
+    assert table.agents[1].url == "http://127.0.0.1:18123/agents/b"
+    assert table.agents[1].timeout.ToTimedelta().total_seconds() == 60
+
+
+def test_envoy_accepts_an_orchestrated_gateway_with_a_tls_provider(orchestrated: Resources) -> None:
+    bootstrap = static_bootstrap(orchestrated, BootstrapSettings())
+    validate_config(to_yaml(message_to_dict(bootstrap)))

@@ -122,8 +122,30 @@ def _parse_object(data: Any, source: Source, errors: list[ConfigError]) -> Objec
         return model.model_validate(data)
     except ValidationError as validation:
         for detail in validation.errors(include_url=False):
-            error(detail["loc"], _friendly(detail), ref)
+            error(_as_written(detail["loc"], data), _friendly(detail), ref)
         return None
+
+
+def _as_written(location: Sequence[str | int], data: Any) -> list[str | int]:
+    """Pydantic's error location as the user wrote it.
+
+    For a union picked by `type` (a Gateway's router), pydantic inserts the chosen
+    tag into the location ("spec.router.orchestrator.timeout"); the YAML has no
+    such key, so it is dropped.
+    """
+    written: list[str | int] = []
+    node = data
+    for part in location:
+        if isinstance(node, dict) and part not in node and node.get("type") == part:
+            continue
+        written.append(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return written
 
 
 def _friendly(detail: Any) -> str:
