@@ -27,8 +27,11 @@ format: $(STAMP)
 proto: $(STAMP)
 	$(BIN)/python proto/generate.py --out .
 
+# Timing lives here, never in tests: each prints its numbers and writes bench/results/.
 bench: $(STAMP)
 	$(BIN)/python -m bench.spine_latency
+	$(BIN)/python -m bench.orchestrator_latency
+	$(BIN)/python -m bench.embedded_router
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "meshroute needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'

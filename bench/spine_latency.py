@@ -18,20 +18,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from meshroute.envoy_binary import envoy_binary
+from bench.common import Summary, Target, machine
 from tests.support.configs import quickstart_config
 from tests.support.processes import ManagedProcess, free_port, meshroute_argv, port_open
 from tests.support.stack import UpStack
@@ -45,40 +40,6 @@ QUESTIONS = (
     "Is UA 901 from Denver on time?",
     "What's the exchange rate from yen to pounds today?",
 )
-
-
-@dataclass
-class Target:
-    """One way to reach the agents, and what it measured."""
-
-    name: str
-    client: httpx.Client
-    samples_ms: list[float] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-
-    def post(self, url: str, question: str, agent_header: str, agent: str) -> float | None:
-        started = time.perf_counter()
-        response = self.client.post(url, json={"messages": [{"role": "user", "content": question}]})
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        if response.status_code != 200:
-            self.failures.append(f"HTTP {response.status_code}: {response.text[:200]}")
-            return None
-        if response.headers.get(agent_header) != agent:
-            self.failures.append(f"answered by {response.headers.get(agent_header)}, not {agent}")
-            return None
-        return elapsed_ms
-
-
-@dataclass(frozen=True)
-class Summary:
-    p50: float
-    p99: float
-    mean: float
-
-    @classmethod
-    def of(cls, samples: Sequence[float]) -> Summary:
-        cuts = statistics.quantiles(samples, n=100)
-        return cls(p50=cuts[49], p99=cuts[98], mean=statistics.fmean(samples))
 
 
 @dataclass(frozen=True)
@@ -147,18 +108,6 @@ def measure(gateway_url: str, demo_port: int, requests: int, warmup: int) -> Res
         routing=chosen,
         machine=machine(),
     )
-
-
-def machine() -> dict[str, str]:
-    envoy = subprocess.run(
-        [envoy_binary(), "--version"], capture_output=True, text=True, check=False
-    ).stdout.split("version:")[-1]
-    return {
-        "cpus": str(os.cpu_count()),
-        "python": platform.python_version(),
-        "envoy": envoy.strip(),
-        "platform": platform.platform(),
-    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -117,3 +117,22 @@ def _completion(model: str, content: str) -> dict[str, Any]:
         ],
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
     }
+
+
+def main() -> None:
+    """Serve the stand-in as a process of its own (benchmarks measure it that way, so
+    its work does not share a Python interpreter with the client's)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="stand-in routing model")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before answering")
+    args = parser.parse_args()
+    model = StandInOrchestrator(delay=args.delay)
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", model._complete)
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()
