@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -59,3 +64,14 @@ def machine() -> dict[str, str]:
         "envoy": envoy.strip(),
         "platform": platform.platform(),
     }
+
+
+def finish(result: Any, table: str, failures: Sequence[str], path: Path) -> int:
+    """Print the table and any failures, write the result as JSON; the exit code."""
+    print(table)
+    for failure in failures:
+        print(f"ERROR {failure}", file=sys.stderr)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
+    print(f"results written to {path}")
+    return 1 if failures else 0

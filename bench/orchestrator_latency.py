@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import tempfile
 import textwrap
@@ -23,9 +22,9 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import Summary, Target, machine
+from bench.common import Summary, Target, finish, machine
 from meshroute.ext_proc.orchestrator import Route, build_prompt
-from tests.support.configs import QUICKSTART
+from tests.support.configs import QUICKSTART, provider_yaml
 from tests.support.processes import ManagedProcess, free_port, meshroute_argv, port_open
 from tests.support.stack import UpStack
 
@@ -44,15 +43,10 @@ def write_config(directory: Path, agents_url: str, model_port: int, ports: dict[
         text = text.replace("port: 8001", f"port: {ports['travel']}")
         (directory / source.name).write_text(text)
     (directory / "orchestrated.yaml").write_text(
-        textwrap.dedent(
+        provider_yaml("router", f"http://127.0.0.1:{model_port}", {"plano": "stand-in"})
+        + "---\n"
+        + textwrap.dedent(
             f"""\
-            apiVersion: meshroute.io/v1alpha1
-            kind: LLMProvider
-            metadata: {{name: router}}
-            spec:
-              endpoint: http://127.0.0.1:{model_port}
-              models: {{plano: stand-in}}
-            ---
             apiVersion: meshroute.io/v1alpha1
             kind: Gateway
             metadata: {{name: orchestrated}}
@@ -228,13 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stack.stop()
         model.stop()
         agents.stop()
-    print(result.table())
-    for failure in result.failures:
-        print(f"ERROR {failure}", file=sys.stderr)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
-    print(f"results written to {RESULTS}")
-    return 1 if result.failures else 0
+    return finish(result, result.table(), result.failures, RESULTS)
 
 
 if __name__ == "__main__":

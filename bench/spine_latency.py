@@ -16,8 +16,6 @@ bench/results/spine_latency.json. Everything it starts is stopped on exit.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -26,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import Summary, Target, machine
+from bench.common import Summary, Target, finish, machine
 from tests.support.configs import quickstart_config
 from tests.support.processes import ManagedProcess, free_port, meshroute_argv, port_open
 from tests.support.stack import UpStack
@@ -131,13 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if stack is not None:
             stack.stop()
         demo.stop()
-    print(result.table())
-    for failure in result.failures:
-        print(f"ERROR {failure}", file=sys.stderr)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
-    print(f"results written to {RESULTS}")
-    return 1 if result.failures else 0
+    return finish(result, result.table(), result.failures, RESULTS)
 
 
 if __name__ == "__main__":

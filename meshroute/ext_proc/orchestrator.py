@@ -28,6 +28,7 @@ import aiohttp
 
 from meshroute.ext_proc.chat_request import Turn
 from meshroute.ext_proc.decision_cache import DecisionCache
+from meshroute.ext_proc.snippets import snippet
 
 log = logging.getLogger("meshroute.ext_proc.orchestrator")
 
@@ -129,7 +130,7 @@ def parse_route_reply(text: str) -> list[str]:
     cleaned = _FENCE.sub("", text)
     start, end = cleaned.find("{"), cleaned.rfind("}")
     if start < 0 or end <= start:
-        raise BadReply(f"no JSON object in the reply: {_snippet(text)}")
+        raise BadReply(f"no JSON object in the reply: {snippet(text)}")
     candidate = cleaned[start : end + 1]
     try:
         data = json.loads(candidate)
@@ -137,9 +138,9 @@ def parse_route_reply(text: str) -> list[str]:
         try:
             data = json.loads(candidate.replace("'", '"'))
         except json.JSONDecodeError:
-            raise BadReply(f"unreadable JSON in the reply: {_snippet(text)}") from None
+            raise BadReply(f"unreadable JSON in the reply: {snippet(text)}") from None
     if not isinstance(data, dict) or "route" not in data:
-        raise BadReply(f'no "route" in the reply: {_snippet(text)}')
+        raise BadReply(f'no "route" in the reply: {snippet(text)}')
     routes = data["route"]
     if routes is None:
         return []
@@ -147,12 +148,7 @@ def parse_route_reply(text: str) -> list[str]:
         return [routes]
     if isinstance(routes, list) and all(isinstance(name, str) for name in routes):
         return routes
-    raise BadReply(f'"route" is not a list of names: {_snippet(text)}')
-
-
-def _snippet(text: str, limit: int = 120) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[:limit] + "…"
+    raise BadReply(f'"route" is not a list of names: {snippet(text)}')
 
 
 # ------------------------------------------------------------------------ the client
@@ -238,11 +234,11 @@ class OrchestratorClient:
         ) as response:
             text = await response.text()
             if response.status != 200:
-                raise _HttpError(response.status, _snippet(text))
+                raise _HttpError(response.status, snippet(text))
         try:
             content = json.loads(text)["choices"][0]["message"]["content"]
         except (json.JSONDecodeError, KeyError, IndexError, TypeError):
-            raise BadReply(f"not a chat completion: {_snippet(text)}") from None
+            raise BadReply(f"not a chat completion: {snippet(text)}") from None
         if not isinstance(content, str):
             raise BadReply("the completion has no text content")
         return parse_route_reply(content)

@@ -19,6 +19,8 @@ from typing import Any
 
 import aiohttp
 
+from meshroute.ext_proc.snippets import snippet
+
 
 @dataclass(frozen=True)
 class Step:
@@ -78,7 +80,7 @@ async def _call(session: aiohttp.ClientSession, step: Step, request: dict[str, A
         raise StepFailed(
             502,
             "agent_error",
-            f"agent {step.name!r} answered HTTP {response.status}: {_snippet(text)}",
+            f"agent {step.name!r} answered HTTP {response.status}: {snippet(text)}",
         )
     try:
         content = json.loads(text)["choices"][0]["message"]["content"]
@@ -87,8 +89,3 @@ async def _call(session: aiohttp.ClientSession, step: Step, request: dict[str, A
             502, "agent_bad_answer", f"agent {step.name!r} did not answer with a chat completion"
         ) from None
     return content if isinstance(content, str) else ""
-
-
-def _snippet(text: str, limit: int = 200) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[:limit] + "…"

@@ -14,21 +14,10 @@ import httpx
 import pytest
 from google.protobuf import duration_pb2
 
-from meshroute.control_plane.config import load_config
-from meshroute.control_plane.translate.listeners import ListenerSettings
-from meshroute.control_plane.translate.snapshot import Resources, translate
 from meshroute.control_plane.xds import type_urls
 from tests.support.configs import agent_yaml, documents, gateway_yaml, quickstart_config
 from tests.support.processes import READY_TIMEOUT, free_port
 from tests.support.stack import ComponentStack
-
-
-def loopback() -> ListenerSettings:
-    return ListenerSettings(bind_address="127.0.0.1", internal_port=free_port())
-
-
-def resources_of(directory: Path, settings: ListenerSettings) -> Resources:
-    return translate(load_config([directory]), settings)
 
 
 def ask(url: str, text: str) -> httpx.Response:
@@ -53,23 +42,14 @@ def config_dir(tmp_path: Path, demo_agents_port: int) -> Path:
 
 
 @pytest.fixture
-def settings() -> ListenerSettings:
-    return loopback()
-
-
-@pytest.fixture
-def stack(config_dir: Path, tmp_path: Path, settings: ListenerSettings) -> Iterator[ComponentStack]:
-    config = load_config([config_dir])
-    ports = {name: gateway.spec.port for name, gateway in config.gateways.items()}
-    components = ComponentStack(
-        resources_of(config_dir, settings), tmp_path, ports, settings.internal_port
-    )
+def stack(config_dir: Path, tmp_path: Path) -> Iterator[ComponentStack]:
+    components = ComponentStack(config_dir, tmp_path)
     yield components
     components.close()
 
 
 def test_a_snapshot_pushed_at_run_time_is_applied(
-    stack: ComponentStack, config_dir: Path, demo_agents_port: int, settings: ListenerSettings
+    stack: ComponentStack, config_dir: Path, demo_agents_port: int
 ) -> None:
     url = stack.url("travel")
     question = "Which hotel near the Louvre has a free room tonight?"
@@ -87,7 +67,7 @@ def test_a_snapshot_pushed_at_run_time_is_applied(
     (config_dir / "gateway.yaml").write_text(
         gateway.replace("- {name: currency}", "- {name: currency}\n    - {name: hotels}")
     )
-    version = stack.control_plane.push(resources_of(config_dir, settings))
+    version = stack.control_plane.push(stack.translate())
 
     eventually(lambda: ask(url, question).headers.get("x-meshroute-agent") == "hotels", "hotels")
     response = ask(url, question)
@@ -97,12 +77,10 @@ def test_a_snapshot_pushed_at_run_time_is_applied(
     assert states[type_urls.ROUTE].acked_version == version
 
 
-def test_a_snapshot_envoy_rejects_leaves_the_old_config_serving(
-    stack: ComponentStack, config_dir: Path, settings: ListenerSettings
-) -> None:
+def test_a_snapshot_envoy_rejects_leaves_the_old_config_serving(stack: ComponentStack) -> None:
     url = stack.url("travel")
-    good = resources_of(config_dir, settings)
-    broken = resources_of(config_dir, settings)
+    good = stack.translate()
+    broken = stack.translate()
     # A negative connect timeout passes our types but not Envoy's validation.
     broken.clusters[0].connect_timeout.CopyFrom(duration_pb2.Duration(seconds=-1))
     rejected = stack.control_plane.push(broken)
@@ -184,10 +162,7 @@ def test_sidecar_down_with_failure_mode_open_goes_to_the_default_agent(
             gateway_yaml("open", port, ["weather", "flights"], "weather", "failureMode: open"),
         )
     )
-    settings = loopback()
-    stack = ComponentStack(
-        resources_of(config_dir, settings), tmp_path, {"open": port}, settings.internal_port
-    )
+    stack = ComponentStack(config_dir, tmp_path)
     try:
         assert stack.ext_proc is not None
         stack.ext_proc.stop()
@@ -210,10 +185,7 @@ def test_a_body_over_max_request_bytes_is_a_json_413(tmp_path: Path, demo_agents
             gateway_yaml("small", port, ["weather"], "weather", "maxRequestBytes: 4Ki"),
         )
     )
-    settings = loopback()
-    stack = ComponentStack(
-        resources_of(config_dir, settings), tmp_path, {"small": port}, settings.internal_port
-    )
+    stack = ComponentStack(config_dir, tmp_path)
     try:
         fits = ask(stack.url("small"), "x" * 3000)
         assert fits.status_code == 200

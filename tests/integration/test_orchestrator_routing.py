@@ -13,12 +13,9 @@ import httpx
 import openai
 import pytest
 
-from meshroute.control_plane.config import load_config
-from meshroute.control_plane.translate.listeners import ListenerSettings
-from meshroute.control_plane.translate.snapshot import translate
 from meshroute.demo.agents import answer_text
 from tests.support.agents import RecordingAgents
-from tests.support.configs import agent_yaml, documents
+from tests.support.configs import agent_yaml, documents, provider_yaml
 from tests.support.orchestrator import StandInOrchestrator
 from tests.support.processes import free_port
 from tests.support.stack import ComponentStack
@@ -59,16 +56,7 @@ def write_config(
             agent_yaml("flights", "Flight search and live flight status", agents.endpoint),
             agent_yaml("currency", "Currency exchange rates", agents.endpoint),
             agent_yaml("broken", "An agent that is down", broken_endpoint),
-            textwrap.dedent(
-                f"""\
-                apiVersion: meshroute.io/v1alpha1
-                kind: LLMProvider
-                metadata: {{name: router}}
-                spec:
-                  endpoint: http://127.0.0.1:{orchestrator_port}
-                  models: {{plano: {MODEL_ID}}}
-                """
-            ),
+            provider_yaml("router", f"http://127.0.0.1:{orchestrator_port}", {"plano": MODEL_ID}),
             textwrap.dedent(
                 f"""\
                 apiVersion: meshroute.io/v1alpha1
@@ -99,13 +87,7 @@ def stack(
     workdir = tmp_path_factory.mktemp("orchestrated")
     gateway_port = free_port()
     config = write_config(workdir / "config", agents, orchestrator.port, gateway_port)
-    settings = ListenerSettings(bind_address="127.0.0.1", internal_port=free_port())
-    components = ComponentStack(
-        translate(load_config([config]), settings),
-        workdir,
-        {"travel": gateway_port},
-        settings.internal_port,
-    )
+    components = ComponentStack(config, workdir)
     yield components
     components.close()
 
@@ -276,13 +258,7 @@ def test_the_model_being_down_falls_back(tmp_path: Path, agents: RecordingAgents
     down.close()  # nothing listens on its port any more
     gateway_port = free_port()
     config = write_config(tmp_path / "config", agents, port, gateway_port)
-    settings = ListenerSettings(bind_address="127.0.0.1", internal_port=free_port())
-    stack = ComponentStack(
-        translate(load_config([config]), settings),
-        tmp_path,
-        {"travel": gateway_port},
-        settings.internal_port,
-    )
+    stack = ComponentStack(config, tmp_path)
     try:
         response = ask(stack, user("flights: is anyone there?"))
         assert response.status_code == 200

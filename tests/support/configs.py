@@ -43,6 +43,20 @@ def agent_yaml(
     )
 
 
+def provider_yaml(name: str, endpoint: str, models: dict[str, str]) -> str:
+    entries = ", ".join(f"{exposed}: {model_id}" for exposed, model_id in models.items())
+    return textwrap.dedent(
+        f"""\
+        apiVersion: meshroute.io/v1alpha1
+        kind: LLMProvider
+        metadata: {{name: {name}}}
+        spec:
+          endpoint: {endpoint}
+          models: {{{entries}}}
+        """
+    )
+
+
 def gateway_yaml(name: str, port: int, agents: list[str], default: str, extra: str = "") -> str:
     entries = ", ".join(
         f"{{name: {agent}, default: true}}" if agent == default else f"{{name: {agent}}}"

@@ -20,7 +20,9 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meshroute.control_plane.bootstrap import BootstrapSettings, render_bootstrap
-from meshroute.control_plane.translate.snapshot import Resources
+from meshroute.control_plane.config import load_config
+from meshroute.control_plane.translate.listeners import ListenerSettings
+from meshroute.control_plane.translate.snapshot import Resources, translate
 from meshroute.control_plane.xds.server import AggregatedDiscoveryService, start_xds_server
 from meshroute.control_plane.xds.snapshot import SnapshotCache
 from meshroute.control_plane.xds.sotw import TypeState
@@ -146,19 +148,17 @@ def envoy_live(admin_port: int) -> bool:
 
 
 class ComponentStack:
-    """Control plane (in-process) + `meshroute ext-proc` + Envoy, each separately stoppable."""
+    """Control plane (in-process) + `meshroute ext-proc` + Envoy, each separately stoppable.
 
-    def __init__(
-        self,
-        resources: Resources,
-        workdir: Path,
-        gateway_ports: dict[str, int],
-        internal_port: int | None = None,
-    ) -> None:
-        """`internal_port`: where the resources put the internal listener, if Envoy
-        should be waited for there too."""
-        self.gateway_ports = gateway_ports
-        self.control_plane = ControlPlaneThread(resources)
+    Serves the config in `config_dir`, with every listener on loopback.
+    """
+
+    def __init__(self, config_dir: Path, workdir: Path) -> None:
+        self.config_dir = config_dir
+        self.settings = ListenerSettings(bind_address="127.0.0.1", internal_port=free_port())
+        config = load_config([config_dir])
+        self.gateway_ports = {name: gateway.spec.port for name, gateway in config.gateways.items()}
+        self.control_plane = ControlPlaneThread(self.translate())
         self.ext_proc_port = free_port()
         self.admin_port = free_port()
         self.ext_proc: ManagedProcess | None = None
@@ -189,9 +189,12 @@ class ComponentStack:
             ],
         )
         self.envoy.wait_until(lambda: envoy_live(self.admin_port), "Envoy is LIVE")
-        ports = [*gateway_ports.values(), *([internal_port] if internal_port else [])]
-        for port in ports:
+        for port in [*self.gateway_ports.values(), self.settings.internal_port]:
             self.envoy.wait_until(lambda p=port: port_open(p), f"port {port} is open")
+
+    def translate(self) -> Resources:
+        """The config directory as it is now, as resources for this stack."""
+        return translate(load_config([self.config_dir]), self.settings)
 
     def start_ext_proc(self) -> None:
         self.ext_proc = ManagedProcess(
