@@ -98,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add(control_plane, "port", 18000, "xDS port")
     _add(control_plane, "gateway-address", "0.0.0.0", "address gateway listeners bind")
     _add(control_plane, "internal-port", 18002, "Envoy's loopback listener for the sidecar's calls")
+    control_plane.add_argument(
+        "--no-watch",
+        action="store_true",
+        default=_env("no-watch", "") not in ("", "0", "false"),
+        help="do not reload when the config files change (SIGHUP still does; "
+        "env MESHROUTE_NO_WATCH)",
+    )
     _add_log_level(control_plane)
 
     ext_proc = commands.add_parser("ext-proc", help="the routing sidecar Envoy calls")
@@ -218,8 +225,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _cmd_control_plane(args: argparse.Namespace) -> int:
-    from meshroute.control_plane.config import ConfigErrors
-    from meshroute.control_plane.service import serve
+    from meshroute.control_plane.service import ConfigRejected, serve
     from meshroute.control_plane.translate.listeners import ListenerSettings
     from meshroute.lifecycle import configure_logging
 
@@ -228,9 +234,9 @@ def _cmd_control_plane(args: argparse.Namespace) -> int:
         settings = ListenerSettings(
             bind_address=args.gateway_address, internal_port=args.internal_port
         )
-        serve(args.paths, args.address, args.port, settings)
-    except ConfigErrors as errors:
-        print(f"error: config is not valid:\n{errors}", file=sys.stderr)
+        serve(args.paths, args.address, args.port, settings, watch_files=not args.no_watch)
+    except ConfigRejected as rejected:
+        print(f"error: config cannot be served: {rejected}", file=sys.stderr)
         return 1
     return 0
 

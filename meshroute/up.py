@@ -6,7 +6,8 @@ time): the control plane when its port answers, the ext_proc server when its gRP
 health says SERVING (it has routing tables), Envoy when its admin says LIVE and
 every gateway port accepts connections. Ctrl-C or SIGTERM stops every child; a
 child that dies on its own is reported, the rest are stopped, and `up` exits 1.
-SIGHUP is passed to the control plane, which reloads the config files.
+The control plane follows the config files as they change; SIGHUP, passed on to it,
+reloads them too.
 """
 
 from __future__ import annotations
@@ -340,7 +341,10 @@ def _banner(
             '    -d \'{"messages":[{"role":"user","content":"Will it rain in Paris tomorrow?"}]}\'',
         ]
     else:
-        lines.append(f"After editing the config, `kill -HUP {os.getpid()}` reloads it.")
+        lines.append(
+            "Edits to the config files apply live; a broken edit is refused and logged. "
+            f"(`kill -HUP {os.getpid()}` reloads too.)"
+        )
     lines.append("Ctrl-C stops everything.")
     return lines
 

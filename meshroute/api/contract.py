@@ -14,6 +14,7 @@ from typing import Final
 HEADER_PREFIX: Final = "x-meshroute-"
 AGENT_HEADER: Final = "x-meshroute-agent"
 ROUTE_REASON_HEADER: Final = "x-meshroute-route-reason"
+VARIANT_HEADER: Final = "x-meshroute-variant"  # which of an agent's variants served
 
 # gRPC metadata on every ext_proc stream naming the Gateway the request came in on.
 GATEWAY_METADATA_KEY: Final = "x-meshroute-gateway"

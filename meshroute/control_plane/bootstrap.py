@@ -26,6 +26,7 @@ from google.protobuf import json_format
 
 from meshroute.control_plane.translate.snapshot import Resources
 from meshroute.data_files import bootstrap_template
+from meshroute.envoy_binary import validate_config
 
 
 @dataclass(frozen=True)
@@ -100,3 +101,13 @@ def to_yaml(data: Any) -> str:
 def message_to_dict(message: Any) -> dict[str, Any]:
     result: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=True)
     return result
+
+
+def check_with_envoy(resources: Resources) -> None:
+    """Ask Envoy itself (`--mode validate`) whether it would accept these resources.
+
+    Our own checks catch what users get wrong; this last gate catches whatever they
+    miss (an unreadable CA bundle, a value out of Envoy's range), before a snapshot
+    is served rather than as a NACK after. EnvoyRejected says why.
+    """
+    validate_config(to_yaml(message_to_dict(static_bootstrap(resources, BootstrapSettings()))))

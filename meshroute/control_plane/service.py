@@ -1,66 +1,136 @@
-"""`meshroute control-plane`: load config, serve it over ADS, reload on SIGHUP."""
+"""`meshroute control-plane`: load config, serve it over ADS, follow changes.
+
+Config changes arrive by file (watched) or by SIGHUP. A change that fails any check
+(schema, cross-references, or Envoy's own validation of the rendered resources) is
+refused with one log line, and the last good snapshot keeps serving.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from meshroute.control_plane.bootstrap import check_with_envoy
 from meshroute.control_plane.config import ConfigErrors, load_config
 from meshroute.control_plane.translate.listeners import ListenerSettings
-from meshroute.control_plane.translate.snapshot import translate
+from meshroute.control_plane.translate.snapshot import Resources, translate
+from meshroute.control_plane.watch import Fingerprint, fingerprint, watch
 from meshroute.control_plane.xds.server import start_xds_server
 from meshroute.control_plane.xds.snapshot import SnapshotCache
+from meshroute.envoy_binary import EnvoyNotFound, EnvoyRejected
 from meshroute.lifecycle import on_signal, wait_for_stop_signal
 
 log = logging.getLogger("meshroute.control_plane")
 
 
+class ConfigRejected(Exception):
+    """The config cannot be served; the message is one line naming every problem."""
+
+
+def build_resources(paths: Sequence[Path], settings: ListenerSettings) -> Resources:
+    """Config files -> checked resources, or ConfigRejected saying why not."""
+    try:
+        resources = translate(load_config(paths), settings)
+    except ConfigErrors as errors:
+        count = len(errors.errors)
+        problems = "; ".join(str(error) for error in errors.errors)
+        raise ConfigRejected(f"{count} error{'s' if count != 1 else ''}: {problems}") from None
+    try:
+        check_with_envoy(resources)
+    except EnvoyNotFound as missing:
+        log.warning("not checking the config with Envoy: %s", missing)
+    except EnvoyRejected as rejected:
+        detail = " ".join(str(rejected).split())
+        raise ConfigRejected(f"Envoy's validation refuses it: {detail}") from None
+    return resources
+
+
 class ConfigSource:
-    """Config files, loaded into the cache now and again whenever asked."""
+    """Config files, loaded into the cache now and again whenever they change."""
 
     def __init__(
         self, paths: Sequence[Path], cache: SnapshotCache, settings: ListenerSettings
     ) -> None:
-        self._paths = list(paths)
+        self.paths = list(paths)
         self._cache = cache
         self._settings = settings
+        self._reloading = asyncio.Lock()
+        self.loaded: Fingerprint | None = None
 
     def load(self) -> str:
-        """Load, check and install the config; ConfigErrors if it is not valid."""
-        resources = translate(load_config(self._paths), self._settings)
-        return self._cache.set_resources(resources).version
+        """The first load; ConfigRejected if it cannot be served."""
+        self.loaded = fingerprint(self.paths)  # before reading: later edits count as changes
+        return self._cache.set_resources(build_resources(self.paths, self._settings)).version
 
-    def reload(self) -> None:
-        """Like load, but a bad config is logged and the last good one keeps serving."""
-        previous = self._cache.current.version
-        try:
-            version = self.load()
-        except ConfigErrors as errors:
-            log.error("config reload REJECTED, still serving version %s:\n%s", previous, errors)
-            return
-        if version == previous:
-            log.info("config reloaded: no change (version %s)", version)
-        else:
-            log.info("config reloaded: now serving version %s", version)
+    async def reload(self) -> None:
+        """Load again; a bad config is logged and the last good one keeps serving."""
+        async with self._reloading:
+            previous = self._cache.current.version
+            started = time.perf_counter()
+            try:
+                resources = await asyncio.to_thread(build_resources, self.paths, self._settings)
+            except ConfigRejected as rejected:
+                log.error(
+                    "config reload REJECTED, still serving version %s: %s", previous, rejected
+                )
+                return
+            version = self._cache.set_resources(resources).version
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            if version == previous:
+                log.info("config reloaded: no change (version %s)", version)
+            else:
+                log.info(
+                    "config reloaded: now serving version %s (checked in %.0f ms)",
+                    version,
+                    elapsed_ms,
+                )
 
 
 async def run_control_plane(
-    paths: Sequence[Path], address: str, port: int, settings: ListenerSettings
+    paths: Sequence[Path],
+    address: str,
+    port: int,
+    settings: ListenerSettings,
+    watch_files: bool = True,
 ) -> None:
     cache = SnapshotCache()
     source = ConfigSource(paths, cache, settings)
     version = source.load()  # a bad config at startup is fatal: nothing good to serve
     server, _, bound = await start_xds_server(cache, address, port)
     log.info("serving config version %s over ADS on %s:%d", version, address, bound)
-    on_signal(signal.SIGHUP, source.reload)
+    tasks: set[asyncio.Task[None]] = set()
+
+    def reload_now() -> None:
+        task = asyncio.create_task(source.reload())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    on_signal(signal.SIGHUP, reload_now)
+    watcher = (
+        asyncio.create_task(watch(source.paths, source.reload, seen=source.loaded))
+        if watch_files
+        else None
+    )
     try:
         await wait_for_stop_signal()
     finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         await server.stop(grace=1)
 
 
-def serve(paths: Sequence[Path], address: str, port: int, settings: ListenerSettings) -> None:
-    asyncio.run(run_control_plane(paths, address, port, settings))
+def serve(
+    paths: Sequence[Path],
+    address: str,
+    port: int,
+    settings: ListenerSettings,
+    watch_files: bool = True,
+) -> None:
+    asyncio.run(run_control_plane(paths, address, port, settings, watch_files))

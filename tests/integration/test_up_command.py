@@ -123,7 +123,7 @@ def test_a_bad_config_is_refused_with_its_errors(tmp_path: Path) -> None:
         up.stop()
 
 
-def test_sighup_reloads_the_config_and_a_broken_edit_changes_nothing(
+def test_config_edits_apply_live_and_a_broken_edit_changes_nothing(
     tmp_path: Path, demo_agents_port: int
 ) -> None:
     gateway_port = free_port()
@@ -144,14 +144,14 @@ def test_sighup_reloads_the_config_and_a_broken_edit_changes_nothing(
         good_gateway = gateway_file.read_text()
 
         # A broken edit: the gateway names an agent that does not exist.
-        gateway_file.write_text(good_gateway.replace("- {name: currency}", "- {name: hotels}"))
         mark = len(stack.process.lines)
-        stack.process.signal(signal.SIGHUP)
+        replace_file(gateway_file, good_gateway.replace("- {name: currency}", "- {name: hotels}"))
         stack.process.wait_for_line(r"config reload REJECTED, still serving version 1", start=mark)
         stack.process.wait_for_line(r"spec\.agents\[2\]\.name: no Agent named 'hotels'", start=mark)
         assert agent_for("How many yen for 10 euros?") == "currency"  # old config serves
 
-        # The fix: add the agent too.
+        # The fix: add the agent too, in a new file, then the gateway.
+        mark = len(stack.process.lines)
         (config / "hotels.yaml").write_text(
             agent_yaml(
                 "hotels",
@@ -160,13 +160,19 @@ def test_sighup_reloads_the_config_and_a_broken_edit_changes_nothing(
                 examples=["Book a hotel room in Rome", "Is there a free room tonight?"],
             )
         )
-        gateway_file.write_text(
-            good_gateway.replace("- {name: currency}", "- {name: currency}\n    - {name: hotels}")
+        replace_file(
+            gateway_file,
+            good_gateway.replace("- {name: currency}", "- {name: currency}\n    - {name: hotels}"),
         )
-        mark = len(stack.process.lines)
-        stack.process.signal(signal.SIGHUP)
         stack.process.wait_for_line(r"config reloaded: now serving version 2", start=mark)
         stack.process.wait_until(lambda: agent_for(question) == "hotels", "the new agent routes")
         assert agent_for("How many yen for 10 euros?") == "currency"
     finally:
         stack.stop()
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Save as editors do: write a new file, rename it over the old one."""
+    temporary = path.with_name(f".{path.name}.swp")
+    temporary.write_text(text)
+    os.replace(temporary, path)

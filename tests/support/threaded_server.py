@@ -8,14 +8,17 @@ received, while Envoy talks to them over real TCP.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 
 from aiohttp import web
 
 
 class ThreadedServer:
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, app: web.Application, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        """Start serving `app` now; with `ssl_context` it is served over HTTPS instead."""
         self._app = app
+        self._ssl_context = ssl_context
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
@@ -24,7 +27,7 @@ class ThreadedServer:
 
     async def _start(self) -> int:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._ssl_context)
         await site.start()
         server = site._server  # aiohttp does not expose the bound port otherwise
         assert server is not None
@@ -33,7 +36,8 @@ class ThreadedServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "http" if self._ssl_context is None else "https"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)

@@ -134,7 +134,7 @@ def test_duplicate_names_point_at_the_first_definition(tmp_path: Path) -> None:
         (
             "apiVersion: meshroute.io/v1alpha1\nkind: Agent\nmetadata: {name: a}\n"
             "spec: {description: d, endpoints: ['http://a:1', 'https://b:2']}\n",
-            "spec.endpoints",
+            "spec",
             "one scheme",
         ),
         (

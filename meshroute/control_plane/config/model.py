@@ -14,17 +14,17 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PlainSerializer,
     StringConstraints,
     field_validator,
+    model_validator,
 )
-from pydantic.alias_generators import to_camel
 
+from meshroute.control_plane.config.base import Spec
 from meshroute.control_plane.config.errors import Source
+from meshroute.control_plane.config.policies import ResolvedPolicy, UpstreamPolicySpec
 from meshroute.control_plane.config.units import ByteSize, Duration, PositiveDuration
 
 API_VERSION = "meshroute.io/v1alpha1"
@@ -36,16 +36,6 @@ Name = Annotated[
     StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63),
 ]
 NonEmptyText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        alias_generator=to_camel,
-        populate_by_name=True,
-        use_attribute_docstrings=True,  # field docs become schema descriptions
-    )
 
 
 @dataclass(frozen=True)
@@ -124,13 +114,13 @@ BaseUrl = Annotated[
 ]
 
 
-class ObjectMeta(_Spec):
+class ObjectMeta(Spec):
     name: Name
     namespace: Name | None = None
     labels: dict[str, str] = Field(default_factory=dict)
 
 
-class _Object(_Spec):
+class _Object(Spec):
     """What every kind shares: apiVersion, kind, metadata, spec."""
 
     api_version: Literal["meshroute.io/v1alpha1"] = Field(alias="apiVersion")
@@ -149,12 +139,25 @@ class _Object(_Spec):
 # ---------------------------------------------------------------------------- Agent
 
 
-class AgentSpec(_Spec):
+class VariantSpec(Spec):
+    """One named set of endpoints taking a share of the agent's traffic (canary, A/B)."""
+
+    name: Name
+    weight: int = Field(ge=0, le=10_000)
+    """Relative share: weights 90 and 10 split traffic 90/10."""
+    endpoints: list[EndpointUrl] = Field(min_length=1)
+
+
+class AgentSpec(UpstreamPolicySpec):
     description: NonEmptyText
     """What the agent does, in prose; the router reads it."""
     examples: list[NonEmptyText] = Field(default_factory=list)
     """Utterances the agent serves; they sharpen routing."""
-    endpoints: list[EndpointUrl] = Field(min_length=1)
+    endpoints: list[EndpointUrl] = Field(default_factory=list)
+    """Where the agent runs; or give `variants` instead."""
+    variants: list[VariantSpec] = Field(default_factory=list)
+    """Named endpoint sets with weights; the chosen variant is named in the
+    x-meshroute-variant response header."""
     path: str = "/v1/chat/completions"
     """The agent's chat-completions path; requests are rewritten to it."""
     timeout: PositiveDuration = timedelta(seconds=60)
@@ -168,12 +171,23 @@ class AgentSpec(_Spec):
             raise ValueError("path must start with '/' and hold no query, fragment or space")
         return path
 
-    @field_validator("endpoints")
-    @classmethod
-    def _one_scheme(cls, endpoints: list[Endpoint]) -> list[Endpoint]:
-        if len({endpoint.scheme for endpoint in endpoints}) > 1:
+    @model_validator(mode="after")
+    def _endpoints_or_variants(self) -> AgentSpec:
+        if bool(self.endpoints) == bool(self.variants):
+            raise ValueError("give `endpoints` or `variants` (exactly one of them)")
+        names = [variant.name for variant in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError("variant names must be unique")
+        if self.variants and not any(variant.weight for variant in self.variants):
+            raise ValueError("at least one variant needs a weight above zero")
+        schemes = {endpoint.scheme for endpoint in self.all_endpoints}
+        if len(schemes) > 1:
             raise ValueError("all endpoints of an agent use one scheme: all http or all https")
-        return endpoints
+        return self
+
+    @property
+    def all_endpoints(self) -> list[Endpoint]:
+        return self.endpoints + [e for variant in self.variants for e in variant.endpoints]
 
 
 class Agent(_Object):
@@ -184,7 +198,7 @@ class Agent(_Object):
 # ---------------------------------------------------------------------- LLMProvider
 
 
-class LLMProviderSpec(_Spec):
+class LLMProviderSpec(UpstreamPolicySpec):
     api: Literal["openai"] = "openai"
     """The API the provider speaks. `openai` covers every OpenAI-compatible server
     (OpenAI, vLLM, Ollama, LiteLLM, ...)."""
@@ -217,7 +231,7 @@ class LLMProvider(_Object):
 # -------------------------------------------------------------------------- Gateway
 
 
-class GatewayAgent(_Spec):
+class GatewayAgent(Spec):
     """One agent a Gateway may route to."""
 
     name: Name
@@ -228,7 +242,7 @@ class GatewayAgent(_Spec):
     Gateway lists a single agent)."""
 
 
-class EmbeddedRouterSpec(_Spec):
+class EmbeddedRouterSpec(Spec):
     """Route inside the ext_proc process from descriptions and examples."""
 
     type: Literal["embedded"] = "embedded"
@@ -236,7 +250,7 @@ class EmbeddedRouterSpec(_Spec):
     """Below this similarity a request goes to the default agent."""
 
 
-class DecisionCacheSpec(_Spec):
+class DecisionCacheSpec(Spec):
     """Same gateway, same conversation: same decision, without asking the model again."""
 
     enabled: bool = True
@@ -244,7 +258,7 @@ class DecisionCacheSpec(_Spec):
     max_entries: int = Field(default=10_000, ge=1, le=10_000_000)
 
 
-class OrchestratorRouterSpec(_Spec):
+class OrchestratorRouterSpec(Spec):
     """Ask a routing model (an LLMProvider) which agent or agents serve a request."""
 
     type: Literal["orchestrator"]
@@ -266,11 +280,13 @@ class OrchestratorRouterSpec(_Spec):
 RouterSpec = Annotated[EmbeddedRouterSpec | OrchestratorRouterSpec, Field(discriminator="type")]
 
 
-class GatewaySpec(_Spec):
+class GatewaySpec(Spec):
     type: Literal["agent"] = "agent"
     port: int = Field(ge=1, le=65535)
     agents: list[GatewayAgent] = Field(min_length=1)
     router: RouterSpec = Field(default_factory=EmbeddedRouterSpec)
+    defaults: UpstreamPolicySpec | None = None
+    """Policies for the agents and providers this Gateway uses that do not set their own."""
     allow_client_pinning: bool = False
     """Let clients choose the agent with an x-meshroute-agent header (reason
     `pinned`). Off by default: the gateway strips the header."""
@@ -304,5 +320,7 @@ class Config:
     agents: dict[str, Agent]
     gateways: dict[str, Gateway]
     providers: dict[str, LLMProvider] = field(default_factory=dict)
+    policies: dict[str, ResolvedPolicy] = field(default_factory=dict)
+    """`Kind/name` of every Agent and LLMProvider -> the policy Envoy applies to it."""
     sources: dict[str, Source] = field(default_factory=dict, repr=False, compare=False)
     """`Kind/name` -> where it was written; for error messages."""

@@ -7,8 +7,17 @@ from __future__ import annotations
 
 from collections import Counter
 
+from pydantic.alias_generators import to_camel
+
 from meshroute.control_plane.config.errors import ConfigError, format_field_path
-from meshroute.control_plane.config.model import Config, Gateway, OrchestratorRouterSpec
+from meshroute.control_plane.config.model import (
+    Agent,
+    Config,
+    Gateway,
+    LLMProvider,
+    OrchestratorRouterSpec,
+)
+from meshroute.control_plane.config.policies import POLICY_FIELDS, UpstreamPolicySpec, resolve
 
 
 def check_references(config: Config) -> list[ConfigError]:
@@ -17,6 +26,47 @@ def check_references(config: Config) -> list[ConfigError]:
         errors.extend(_check_gateway_agents(config, gateway))
         errors.extend(_check_router(config, gateway))
     errors.extend(_check_ports(config))
+    if not errors:
+        errors.extend(_resolve_policies(config))
+    return errors
+
+
+def _resolve_policies(config: Config) -> list[ConfigError]:
+    """Fill config.policies; an upstream two Gateways default differently is an error."""
+    users: dict[str, list[Gateway]] = {}
+    for gateway in config.gateways.values():
+        for ref in gateway.spec.agents:
+            users.setdefault(f"Agent/{ref.name}", []).append(gateway)
+        router = gateway.spec.router
+        if isinstance(router, OrchestratorRouterSpec):
+            users.setdefault(f"LLMProvider/{router.provider}", []).append(gateway)
+    errors: list[ConfigError] = []
+    upstreams: list[Agent | LLMProvider] = [*config.agents.values(), *config.providers.values()]
+    for upstream in upstreams:
+        gateways = [g for g in users.get(upstream.ref, []) if g.spec.defaults is not None]
+        chosen: dict[str, object] = {}
+        for name in POLICY_FIELDS:
+            if getattr(upstream.spec, name) is not None:
+                continue
+            offered = {
+                gateway.name: getattr(gateway.spec.defaults, name)
+                for gateway in gateways
+                if getattr(gateway.spec.defaults, name) is not None
+            }
+            if len({repr(value) for value in offered.values()}) > 1:
+                errors.append(
+                    _error(
+                        config,
+                        gateways[0],
+                        ["spec", "defaults", to_camel(name)],
+                        f"{upstream.ref} is used by Gateways {', '.join(sorted(offered))}, whose "
+                        f"defaults for {to_camel(name)} differ; set it on {upstream.ref} itself",
+                    )
+                )
+            elif offered:
+                chosen[name] = next(iter(offered.values()))
+        defaults = UpstreamPolicySpec.model_validate(chosen)
+        config.policies[upstream.ref] = resolve(upstream.spec, defaults)
     return errors
 
 

@@ -1,90 +1,171 @@
-"""Agent or LLMProvider -> Cluster: where Envoy sends a request, and how it connects."""
+"""Agent or LLMProvider -> Cluster(s): where Envoy sends a request, and how it treats
+the hosts there (balancing, ejection, limits, health checks, TLS).
+
+An agent with variants becomes one cluster per variant, all with the agent's policy;
+the route splits traffic between them by weight.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Sequence
 
-from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import address_pb2, protocol_pb2
+from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
+from envoy.config.core.v3 import (
+    address_pb2,
+    base_pb2,
+    health_check_pb2,
+    protocol_pb2,
+)
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+from envoy.type.v3 import percent_pb2
+from google.protobuf import wrappers_pb2
 
-from meshroute.control_plane.config.model import Agent, Endpoint, LLMProvider
-from meshroute.control_plane.translate.names import agent_cluster, provider_cluster
+from meshroute.control_plane.config.model import Agent, Config, Endpoint, LLMProvider
+from meshroute.control_plane.config.policies import ResolvedPolicy, TlsSpec
+from meshroute.control_plane.translate.names import (
+    agent_cluster,
+    provider_cluster,
+    variant_cluster,
+)
 from meshroute.control_plane.translate.protos import duration, pack
 
-CONNECT_TIMEOUT = timedelta(seconds=5)
 _HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+_LB_POLICIES = {
+    "ROUND_ROBIN": cluster_pb2.Cluster.ROUND_ROBIN,
+    "LEAST_REQUEST": cluster_pb2.Cluster.LEAST_REQUEST,
+    "RING_HASH": cluster_pb2.Cluster.RING_HASH,
+}
 
 
-def agent_cluster_resource(agent: Agent) -> cluster_pb2.Cluster:
-    return _upstream_cluster(agent_cluster(agent.name), agent.spec.endpoints)
+def agent_clusters(agent: Agent, config: Config) -> list[cluster_pb2.Cluster]:
+    policy = config.policies[agent.ref]
+    if agent.spec.variants:
+        return [
+            _upstream_cluster(variant_cluster(agent.name, v.name), v.endpoints, policy)
+            for v in agent.spec.variants
+        ]
+    return [_upstream_cluster(agent_cluster(agent.name), agent.spec.endpoints, policy)]
 
 
-def provider_cluster_resource(provider: LLMProvider) -> cluster_pb2.Cluster:
-    return _upstream_cluster(provider_cluster(provider.name), [provider.spec.endpoint])
+def provider_cluster_resource(provider: LLMProvider, config: Config) -> cluster_pb2.Cluster:
+    return _upstream_cluster(
+        provider_cluster(provider.name), [provider.spec.endpoint], config.policies[provider.ref]
+    )
 
 
-def _upstream_cluster(name: str, endpoints: list[Endpoint]) -> cluster_pb2.Cluster:
+def _upstream_cluster(
+    name: str, endpoints: Sequence[Endpoint], policy: ResolvedPolicy
+) -> cluster_pb2.Cluster:
     cluster = cluster_pb2.Cluster(
         name=name,
-        connect_timeout=duration(CONNECT_TIMEOUT),
-        # Model and agent calls are long and uneven; least-request keeps one slow
-        # answer from piling more requests onto the same host.
-        lb_policy=cluster_pb2.Cluster.LEAST_REQUEST,
+        connect_timeout=duration(policy.connect_timeout),
+        lb_policy=_LB_POLICIES[policy.load_balancing.policy],
         load_assignment=_load_assignment(name, endpoints),
+        outlier_detection=_outlier_detection(policy),
+        circuit_breakers=_circuit_breakers(policy),
     )
     if all(endpoint.is_ip for endpoint in endpoints):
         cluster.type = cluster_pb2.Cluster.STATIC
     else:
         cluster.type = cluster_pb2.Cluster.STRICT_DNS
         cluster.dns_lookup_family = cluster_pb2.Cluster.V4_PREFERRED
+    if policy.health_check is not None:
+        check = policy.health_check
+        cluster.health_checks.append(
+            health_check_pb2.HealthCheck(
+                timeout=duration(check.timeout),
+                interval=duration(check.interval),
+                healthy_threshold=wrappers_pb2.UInt32Value(value=check.healthy_threshold),
+                unhealthy_threshold=wrappers_pb2.UInt32Value(value=check.unhealthy_threshold),
+                http_health_check=health_check_pb2.HealthCheck.HttpHealthCheck(path=check.path),
+            )
+        )
     if any(endpoint.tls for endpoint in endpoints):
-        _use_tls(cluster)
+        _use_tls(cluster, policy.tls)
     return cluster
 
 
+def _outlier_detection(policy: ResolvedPolicy) -> outlier_detection_pb2.OutlierDetection:
+    spec = policy.outlier_detection
+    return outlier_detection_pb2.OutlierDetection(
+        consecutive_5xx=wrappers_pb2.UInt32Value(value=spec.consecutive_5xx),
+        consecutive_gateway_failure=wrappers_pb2.UInt32Value(
+            value=spec.consecutive_gateway_failures
+        ),
+        # Envoy counts gateway failures but does not act on them unless told to.
+        enforcing_consecutive_gateway_failure=wrappers_pb2.UInt32Value(value=100),
+        interval=duration(spec.interval),
+        base_ejection_time=duration(spec.base_ejection_time),
+        max_ejection_percent=wrappers_pb2.UInt32Value(value=spec.max_ejection_percent),
+    )
+
+
+def _circuit_breakers(policy: ResolvedPolicy) -> circuit_breaker_pb2.CircuitBreakers:
+    spec = policy.circuit_breaker
+    thresholds = circuit_breaker_pb2.CircuitBreakers.Thresholds(
+        priority=base_pb2.DEFAULT,
+        max_connections=wrappers_pb2.UInt32Value(value=spec.max_connections),
+        max_pending_requests=wrappers_pb2.UInt32Value(value=spec.max_pending_requests),
+        max_requests=wrappers_pb2.UInt32Value(value=spec.max_requests),
+        max_retries=wrappers_pb2.UInt32Value(value=spec.max_retries),
+    )
+    if spec.retry_budget is not None:
+        thresholds.retry_budget.budget_percent.CopyFrom(
+            percent_pb2.Percent(value=spec.retry_budget.percent)
+        )
+        thresholds.retry_budget.min_retry_concurrency.value = spec.retry_budget.min_concurrency
+    return circuit_breaker_pb2.CircuitBreakers(thresholds=[thresholds])
+
+
 def _load_assignment(
-    cluster_name: str, endpoints: list[Endpoint]
+    cluster_name: str, endpoints: Sequence[Endpoint]
 ) -> endpoint_pb2.ClusterLoadAssignment:
     return endpoint_pb2.ClusterLoadAssignment(
         cluster_name=cluster_name,
         endpoints=[
             endpoint_components_pb2.LocalityLbEndpoints(
-                lb_endpoints=[
-                    endpoint_components_pb2.LbEndpoint(
-                        endpoint=endpoint_components_pb2.Endpoint(
-                            address=address_pb2.Address(
-                                socket_address=address_pb2.SocketAddress(
-                                    address=endpoint.host, port_value=endpoint.port
-                                )
-                            ),
-                            # The Host header and TLS SNI for this endpoint (routes
-                            # use auto_host_rewrite).
-                            hostname=endpoint.host,
-                        )
-                    )
-                    for endpoint in endpoints
-                ]
+                lb_endpoints=[_lb_endpoint(endpoint) for endpoint in endpoints]
             )
         ],
     )
 
 
-def _use_tls(cluster: cluster_pb2.Cluster) -> None:
-    """TLS to the upstream, verified against the system's CA bundle.
+def _lb_endpoint(endpoint: Endpoint) -> endpoint_components_pb2.LbEndpoint:
+    return endpoint_components_pb2.LbEndpoint(
+        endpoint=endpoint_components_pb2.Endpoint(
+            address=address_pb2.Address(
+                socket_address=address_pb2.SocketAddress(
+                    address=endpoint.host, port_value=endpoint.port
+                )
+            ),
+            # The Host header and TLS SNI for this endpoint (routes use
+            # auto_host_rewrite), and for its health checks.
+            hostname=endpoint.host,
+            health_check_config=endpoint_components_pb2.Endpoint.HealthCheckConfig(
+                hostname=endpoint.host
+            ),
+        )
+    )
+
+
+def _use_tls(cluster: cluster_pb2.Cluster, spec: TlsSpec) -> None:
+    """TLS to the upstream, verified against the system's CA bundle or the one given.
 
     SNI and the certificate's expected name follow each request's Host header, which
     the route rewrites to the chosen endpoint's hostname, so one cluster can hold
     endpoints with different names.
     """
+    validation = common_pb2.CertificateValidationContext()
+    if spec.ca_file:
+        validation.trusted_ca.filename = spec.ca_file
+    elif spec.ca_pem:
+        validation.trusted_ca.inline_string = spec.ca_pem
+    else:
+        validation.system_root_certs.SetInParent()
     tls = tls_pb2.UpstreamTlsContext(
-        common_tls_context=tls_pb2.CommonTlsContext(
-            validation_context=common_pb2.CertificateValidationContext(
-                system_root_certs=common_pb2.CertificateValidationContext.SystemRootCerts()
-            )
-        )
+        common_tls_context=tls_pb2.CommonTlsContext(validation_context=validation)
     )
     cluster.transport_socket.name = "envoy.transport_sockets.tls"
     cluster.transport_socket.typed_config.Pack(tls)

@@ -30,6 +30,10 @@ def agent_cluster(agent: str) -> str:
     return f"agent_{agent}"
 
 
+def variant_cluster(agent: str, variant: str) -> str:
+    return f"agent_{agent}_{variant}"
+
+
 def provider_cluster(provider: str) -> str:
     return f"provider_{provider}"
 

@@ -15,16 +15,17 @@ The internal listener's routes live here too: `/agents/<name>` and
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from datetime import timedelta
 
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.http.ext_proc.v3 import ext_proc_pb2
+from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf import wrappers_pb2
 
 from meshroute.api import contract
-from meshroute.control_plane.config.model import Agent, Gateway, LLMProvider
+from meshroute.control_plane.config.model import Agent, Config, Gateway, LLMProvider
+from meshroute.control_plane.config.policies import ResolvedPolicy, RetriesSpec
 from meshroute.control_plane.translate import names
 from meshroute.control_plane.translate.protos import duration, pack, set_header
 
@@ -32,11 +33,10 @@ _ECHO_REASON = set_header(contract.ROUTE_REASON_HEADER, f"%REQ({contract.ROUTE_R
 _ECHO_AGENTS = set_header(contract.AGENT_HEADER, f"%REQ({contract.AGENT_HEADER})%")
 
 
-def gateway_route_config(
-    gateway: Gateway, agents: dict[str, Agent]
-) -> route_pb2.RouteConfiguration:
-    routes = [_agent_route(agents[ref.name]) for ref in gateway.spec.agents]
-    routes.append(_undecided_route(gateway, agents[gateway.spec.default_agent]))
+def gateway_route_config(gateway: Gateway, config: Config) -> route_pb2.RouteConfiguration:
+    agents = config.agents
+    routes = [_agent_route(agents[ref.name], config) for ref in gateway.spec.agents]
+    routes.append(_undecided_route(gateway, agents[gateway.spec.default_agent], config))
     routes.append(_method_not_allowed_route())
     routes.append(_not_found_route())
     return route_pb2.RouteConfiguration(
@@ -58,22 +58,81 @@ def _chat_match(*headers: route_components_pb2.HeaderMatcher) -> route_component
     )
 
 
-def _forward(cluster: str, path: str, idle_timeout: timedelta) -> route_components_pb2.RouteAction:
-    return route_components_pb2.RouteAction(
-        cluster=cluster,
+def _forward(
+    path: str, idle_timeout: timedelta, policy: ResolvedPolicy
+) -> route_components_pb2.RouteAction:
+    action = route_components_pb2.RouteAction(
         prefix_rewrite=path,
         auto_host_rewrite=wrappers_pb2.BoolValue(value=True),
         # No total timeout: a long stream is not cut. The idle timeout bounds silence.
         timeout=duration(timedelta(0)),
         idle_timeout=duration(idle_timeout),
     )
+    if policy.retries.attempts:
+        action.retry_policy.CopyFrom(_retry_policy(policy.retries))
+    hash_on = policy.load_balancing.hash_on
+    if hash_on is not None:
+        action.hash_policy.append(
+            route_components_pb2.RouteAction.HashPolicy(
+                header=route_components_pb2.RouteAction.HashPolicy.Header(
+                    header_name=hash_on.header.lower()
+                )
+            )
+        )
+    return action
 
 
-def _to_agent(agent: Agent) -> route_components_pb2.RouteAction:
-    return _forward(names.agent_cluster(agent.name), agent.spec.path, agent.spec.timeout)
+def _retry_policy(spec: RetriesSpec) -> route_components_pb2.RetryPolicy:
+    conditions: list[str] = [c for c in spec.retry_on if isinstance(c, str)]
+    codes = [code for code in spec.retry_on if isinstance(code, int)]
+    if codes:
+        conditions.append("retriable-status-codes")
+    policy = route_components_pb2.RetryPolicy(
+        retry_on=",".join(conditions),
+        num_retries=wrappers_pb2.UInt32Value(value=spec.attempts),
+        retriable_status_codes=codes,
+        retry_back_off=route_components_pb2.RetryPolicy.RetryBackOff(
+            base_interval=duration(spec.backoff.base), max_interval=duration(spec.backoff.max)
+        ),
+    )
+    if spec.per_try_timeout is not None:
+        policy.per_try_timeout.CopyFrom(duration(spec.per_try_timeout))
+    if spec.other_host:
+        policy.retry_host_predicate.append(
+            route_components_pb2.RetryPolicy.RetryHostPredicate(
+                name="envoy.retry_host_predicates.previous_hosts",
+                typed_config=pack(previous_hosts_pb2.PreviousHostsPredicate()),
+            )
+        )
+        policy.host_selection_retry_max_attempts = 5
+    return policy
 
 
-def _agent_route(agent: Agent) -> route_components_pb2.Route:
+def _to_agent(agent: Agent, config: Config) -> route_components_pb2.RouteAction:
+    action = _forward(agent.spec.path, agent.spec.timeout, config.policies[agent.ref])
+    if not agent.spec.variants:
+        action.cluster = names.agent_cluster(agent.name)
+        return action
+    action.weighted_clusters.clusters.extend(
+        route_components_pb2.WeightedCluster.ClusterWeight(
+            name=names.variant_cluster(agent.name, variant.name),
+            weight=wrappers_pb2.UInt32Value(value=variant.weight),
+            response_headers_to_add=[set_header(contract.VARIANT_HEADER, variant.name)],
+        )
+        for variant in agent.spec.variants
+    )
+    return action
+
+
+def _to_provider(provider: LLMProvider, config: Config) -> route_components_pb2.RouteAction:
+    action = _forward(
+        provider.spec.endpoint.base_path + "/", provider.spec.timeout, config.policies[provider.ref]
+    )
+    action.cluster = names.provider_cluster(provider.name)
+    return action
+
+
+def _agent_route(agent: Agent, config: Config) -> route_components_pb2.Route:
     last_in_sequence = route_components_pb2.HeaderMatcher(
         name=contract.AGENT_HEADER,
         string_match=string_pb2.StringMatcher(
@@ -83,12 +142,14 @@ def _agent_route(agent: Agent) -> route_components_pb2.Route:
     return route_components_pb2.Route(
         name=names.agent_cluster(agent.name),
         match=_chat_match(last_in_sequence),
-        route=_to_agent(agent),
+        route=_to_agent(agent, config),
         response_headers_to_add=[_ECHO_AGENTS, _ECHO_REASON],
     )
 
 
-def _undecided_route(gateway: Gateway, default_agent: Agent) -> route_components_pb2.Route:
+def _undecided_route(
+    gateway: Gateway, default_agent: Agent, config: Config
+) -> route_components_pb2.Route:
     """Where a chat request matches before ext_proc has decided.
 
     With a healthy sidecar the request never leaves through this route: the decision
@@ -98,7 +159,7 @@ def _undecided_route(gateway: Gateway, default_agent: Agent) -> route_components
     """
     route = route_components_pb2.Route(name="undecided", match=_chat_match())
     if gateway.spec.failure_mode == "open":
-        route.route.CopyFrom(_to_agent(default_agent))
+        route.route.CopyFrom(_to_agent(default_agent, config))
         route.response_headers_to_add.extend(
             [
                 set_header(contract.AGENT_HEADER, default_agent.name),
@@ -150,29 +211,23 @@ def internal_provider_prefix(provider: str) -> str:
     return f"/providers/{provider}/"
 
 
-def internal_route_config(
-    agents: Iterable[Agent], providers: Iterable[LLMProvider]
-) -> route_pb2.RouteConfiguration:
+def internal_route_config(config: Config) -> route_pb2.RouteConfiguration:
     """Routes for the sidecar's own calls, one per agent and one per provider."""
     routes = [
         route_components_pb2.Route(
             name=names.agent_cluster(agent.name),
             match=route_components_pb2.RouteMatch(path=internal_agent_path(agent.name)),
-            route=_to_agent(agent),
+            route=_to_agent(agent, config),
         )
-        for agent in agents
+        for agent in sorted(config.agents.values(), key=lambda agent: agent.name)
     ]
     routes += [
         route_components_pb2.Route(
             name=names.provider_cluster(provider.name),
             match=route_components_pb2.RouteMatch(prefix=internal_provider_prefix(provider.name)),
-            route=_forward(
-                names.provider_cluster(provider.name),
-                provider.spec.endpoint.base_path + "/",
-                provider.spec.timeout,
-            ),
+            route=_to_provider(provider, config),
         )
-        for provider in providers
+        for provider in sorted(config.providers.values(), key=lambda provider: provider.name)
     ]
     routes.append(_not_found_route())
     return route_pb2.RouteConfiguration(

@@ -10,10 +10,7 @@ from envoy.config.route.v3 import route_pb2
 
 from meshroute.api.v1alpha1 import routing_table_pb2
 from meshroute.control_plane.config.model import Config
-from meshroute.control_plane.translate.clusters import (
-    agent_cluster_resource,
-    provider_cluster_resource,
-)
+from meshroute.control_plane.translate.clusters import agent_clusters, provider_cluster_resource
 from meshroute.control_plane.translate.listeners import (
     ListenerSettings,
     gateway_listener,
@@ -39,11 +36,11 @@ def translate(config: Config, settings: ListenerSettings | None = None) -> Resou
     agents = [config.agents[name] for name in sorted(config.agents)]
     providers = [config.providers[name] for name in sorted(config.providers)]
     return Resources(
-        clusters=[agent_cluster_resource(agent) for agent in agents]
-        + [provider_cluster_resource(provider) for provider in providers],
+        clusters=[cluster for agent in agents for cluster in agent_clusters(agent, config)]
+        + [provider_cluster_resource(provider, config) for provider in providers],
         listeners=[gateway_listener(gateway, settings) for gateway in gateways]
         + [internal_listener(settings)],
-        routes=[gateway_route_config(gateway, config.agents) for gateway in gateways]
-        + [internal_route_config(agents, providers)],
+        routes=[gateway_route_config(gateway, config) for gateway in gateways]
+        + [internal_route_config(config)],
         routing_tables=[gateway_routing_table(gateway, config, settings) for gateway in gateways],
     )
