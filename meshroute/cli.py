@@ -82,8 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         "render", help="print the Envoy resources the control plane would serve, as YAML"
     )
     _paths(render, required=True)
-    _add(render, "gateway-address", "0.0.0.0", "address gateway listeners bind")
-    _add(render, "internal-port", 18002, "Envoy's loopback listener for the sidecar's calls")
+    _add_deployment_flags(render)
 
     route = commands.add_parser("route", help="dry-run one routing decision and say why")
     _paths(route, required=True)
@@ -96,8 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     _paths(control_plane, required=True)
     _add(control_plane, "address", "0.0.0.0", "address the xDS server listens on")
     _add(control_plane, "port", 18000, "xDS port")
-    _add(control_plane, "gateway-address", "0.0.0.0", "address gateway listeners bind")
-    _add(control_plane, "internal-port", 18002, "Envoy's loopback listener for the sidecar's calls")
+    _add_deployment_flags(control_plane)
     control_plane.add_argument(
         "--no-watch",
         action="store_true",
@@ -150,6 +148,27 @@ def _load(paths: list[Path]) -> Any:
         return None
 
 
+def _deployment(args: argparse.Namespace) -> Any:
+    from meshroute.control_plane.translate.deployment import DeploymentSettings
+
+    return DeploymentSettings(
+        bind_address=args.gateway_address,
+        internal_port=args.internal_port,
+        ca_bundle=args.ca_bundle,
+    )
+
+
+def _add_deployment_flags(parser: argparse.ArgumentParser) -> None:
+    _add(parser, "gateway-address", "0.0.0.0", "address gateway listeners bind")
+    _add(parser, "internal-port", 18002, "Envoy's loopback listener for the sidecar's calls")
+    parser.add_argument(
+        "--ca-bundle",
+        default=_env("ca-bundle", None),
+        help="CA bundle Envoy checks https upstreams against unless they name their own "
+        "(env MESHROUTE_CA_BUNDLE; default: this system's)",
+    )
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     config = _load(args.paths)
     if config is None:
@@ -163,14 +182,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_render(args: argparse.Namespace) -> int:
     from meshroute.control_plane.render import render_resources
-    from meshroute.control_plane.translate.listeners import ListenerSettings
     from meshroute.control_plane.translate.snapshot import translate
 
     config = _load(args.paths)
     if config is None:
         return 1
-    settings = ListenerSettings(bind_address=args.gateway_address, internal_port=args.internal_port)
-    resources = translate(config, settings)
+    resources = translate(config, _deployment(args))
     sys.stdout.write(render_resources(resources))
     return 0
 
@@ -226,15 +243,11 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 def _cmd_control_plane(args: argparse.Namespace) -> int:
     from meshroute.control_plane.service import ConfigRejected, serve
-    from meshroute.control_plane.translate.listeners import ListenerSettings
     from meshroute.lifecycle import configure_logging
 
     configure_logging(args.log_level)
     try:
-        settings = ListenerSettings(
-            bind_address=args.gateway_address, internal_port=args.internal_port
-        )
-        serve(args.paths, args.address, args.port, settings, watch_files=not args.no_watch)
+        serve(args.paths, args.address, args.port, _deployment(args), watch_files=not args.no_watch)
     except ConfigRejected as rejected:
         print(f"error: config cannot be served: {rejected}", file=sys.stderr)
         return 1

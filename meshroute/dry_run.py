@@ -12,7 +12,7 @@ import time
 import aiohttp
 
 from meshroute.control_plane.config.model import Config, Gateway, OrchestratorRouterSpec
-from meshroute.control_plane.translate.listeners import ListenerSettings
+from meshroute.control_plane.translate.deployment import DeploymentSettings
 from meshroute.control_plane.translate.routing_tables import (
     gateway_routing_table,
     provider_chat_url,
@@ -23,7 +23,7 @@ from meshroute.ext_proc.routing import GatewayRouting
 
 async def explain_route(config: Config, gateway: Gateway, message: str) -> list[str]:
     """The decision for `message` on `gateway`, as lines a person reads."""
-    table = gateway_routing_table(gateway, config, ListenerSettings())
+    table = gateway_routing_table(gateway, config, DeploymentSettings())
     router = gateway.spec.router
     direct_url = ""
     if isinstance(router, OrchestratorRouterSpec):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from meshroute.control_plane.bootstrap import check_with_envoy
 from meshroute.control_plane.config import ConfigErrors, load_config
-from meshroute.control_plane.translate.listeners import ListenerSettings
+from meshroute.control_plane.translate.deployment import DeploymentSettings
 from meshroute.control_plane.translate.snapshot import Resources, translate
 from meshroute.control_plane.watch import Fingerprint, fingerprint, watch
 from meshroute.control_plane.xds.server import start_xds_server
@@ -32,7 +32,7 @@ class ConfigRejected(Exception):
     """The config cannot be served; the message is one line naming every problem."""
 
 
-def build_resources(paths: Sequence[Path], settings: ListenerSettings) -> Resources:
+def build_resources(paths: Sequence[Path], settings: DeploymentSettings) -> Resources:
     """Config files -> checked resources, or ConfigRejected saying why not."""
     try:
         resources = translate(load_config(paths), settings)
@@ -54,7 +54,7 @@ class ConfigSource:
     """Config files, loaded into the cache now and again whenever they change."""
 
     def __init__(
-        self, paths: Sequence[Path], cache: SnapshotCache, settings: ListenerSettings
+        self, paths: Sequence[Path], cache: SnapshotCache, settings: DeploymentSettings
     ) -> None:
         self.paths = list(paths)
         self._cache = cache
@@ -95,7 +95,7 @@ async def run_control_plane(
     paths: Sequence[Path],
     address: str,
     port: int,
-    settings: ListenerSettings,
+    settings: DeploymentSettings,
     watch_files: bool = True,
 ) -> None:
     cache = SnapshotCache()
@@ -130,7 +130,7 @@ def serve(
     paths: Sequence[Path],
     address: str,
     port: int,
-    settings: ListenerSettings,
+    settings: DeploymentSettings,
     watch_files: bool = True,
 ) -> None:
     asyncio.run(run_control_plane(paths, address, port, settings, watch_files))

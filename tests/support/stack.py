@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meshroute.control_plane.bootstrap import BootstrapSettings, render_bootstrap
 from meshroute.control_plane.config import load_config
-from meshroute.control_plane.translate.listeners import ListenerSettings
+from meshroute.control_plane.translate.deployment import DeploymentSettings
 from meshroute.control_plane.translate.snapshot import Resources, translate
 from meshroute.control_plane.xds.server import AggregatedDiscoveryService, start_xds_server
 from meshroute.control_plane.xds.snapshot import SnapshotCache
@@ -155,7 +155,7 @@ class ComponentStack:
 
     def __init__(self, config_dir: Path, workdir: Path) -> None:
         self.config_dir = config_dir
-        self.settings = ListenerSettings(bind_address="127.0.0.1", internal_port=free_port())
+        self.settings = DeploymentSettings(bind_address="127.0.0.1", internal_port=free_port())
         config = load_config([config_dir])
         self.gateway_ports = {name: gateway.spec.port for name, gateway in config.gateways.items()}
         self.control_plane = ControlPlaneThread(self.translate())

@@ -21,7 +21,7 @@ from meshroute.control_plane.bootstrap import (
     to_yaml,
 )
 from meshroute.control_plane.config import load_config
-from meshroute.control_plane.translate.listeners import ListenerSettings
+from meshroute.control_plane.translate.deployment import DeploymentSettings
 from meshroute.control_plane.translate.snapshot import Resources, translate
 from meshroute.envoy_binary import validate_config
 from tests.support.configs import QUICKSTART, agent_yaml, documents, gateway_yaml
@@ -29,7 +29,7 @@ from tests.support.configs import QUICKSTART, agent_yaml, documents, gateway_yam
 
 @pytest.fixture
 def quickstart() -> Resources:
-    return translate(load_config([QUICKSTART]), ListenerSettings(bind_address="127.0.0.1"))
+    return translate(load_config([QUICKSTART]), DeploymentSettings(bind_address="127.0.0.1"))
 
 
 def manager_of(resources: Resources, name: str = "gateway_travel") -> hcm_pb2.HttpConnectionManager:
@@ -170,7 +170,11 @@ def test_clusters_static_for_ips_dns_for_names_tls_for_https(tmp_path: Path) -> 
     )
     tls = tls_pb2.UpstreamTlsContext()
     assert clusters["agent_tls"].transport_socket.typed_config.Unpack(tls)
-    assert tls.common_tls_context.validation_context.HasField("system_root_certs")
+    validation = tls.common_tls_context.validation_context
+    assert tls.sni == "api.example.com"
+    assert validation.trusted_ca.filename  # the system's bundle, as a file
+    [san] = validation.match_typed_subject_alt_names
+    assert san.matcher.exact == "api.example.com"
     assert not clusters["agent_ip"].HasField("transport_socket")
 
 
@@ -216,7 +220,7 @@ ORCHESTRATED = documents(
 def orchestrated(tmp_path: Path) -> Resources:
     path = tmp_path / "c.yaml"
     path.write_text(ORCHESTRATED)
-    return translate(load_config([path]), ListenerSettings(internal_port=18123))
+    return translate(load_config([path]), DeploymentSettings(internal_port=18123))
 
 
 def test_envoy_waits_for_the_routing_model_and_for_sequences(orchestrated: Resources) -> None:

@@ -183,6 +183,13 @@ class AgentSpec(UpstreamPolicySpec):
         schemes = {endpoint.scheme for endpoint in self.all_endpoints}
         if len(schemes) > 1:
             raise ValueError("all endpoints of an agent use one scheme: all http or all https")
+        endpoint_sets = [self.endpoints] + [variant.endpoints for variant in self.variants]
+        for endpoints in endpoint_sets:
+            if schemes == {"https"} and len({endpoint.host for endpoint in endpoints}) > 1:
+                raise ValueError(
+                    "https endpoints of one agent (or variant) share one hostname, the name "
+                    "their certificate is checked against; use variants for different names"
+                )
         return self
 
     @property

@@ -14,11 +14,10 @@ from envoy.config.core.v3 import (
     address_pb2,
     base_pb2,
     health_check_pb2,
-    protocol_pb2,
 )
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
-from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+from envoy.type.matcher.v3 import string_pb2
 from envoy.type.v3 import percent_pb2
 from google.protobuf import wrappers_pb2
 
@@ -29,9 +28,8 @@ from meshroute.control_plane.translate.names import (
     provider_cluster,
     variant_cluster,
 )
-from meshroute.control_plane.translate.protos import duration, pack
+from meshroute.control_plane.translate.protos import duration
 
-_HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _LB_POLICIES = {
     "ROUND_ROBIN": cluster_pb2.Cluster.ROUND_ROBIN,
     "LEAST_REQUEST": cluster_pb2.Cluster.LEAST_REQUEST,
@@ -39,24 +37,29 @@ _LB_POLICIES = {
 }
 
 
-def agent_clusters(agent: Agent, config: Config) -> list[cluster_pb2.Cluster]:
+def agent_clusters(agent: Agent, config: Config, ca_bundle: str) -> list[cluster_pb2.Cluster]:
     policy = config.policies[agent.ref]
     if agent.spec.variants:
         return [
-            _upstream_cluster(variant_cluster(agent.name, v.name), v.endpoints, policy)
+            _upstream_cluster(variant_cluster(agent.name, v.name), v.endpoints, policy, ca_bundle)
             for v in agent.spec.variants
         ]
-    return [_upstream_cluster(agent_cluster(agent.name), agent.spec.endpoints, policy)]
+    return [_upstream_cluster(agent_cluster(agent.name), agent.spec.endpoints, policy, ca_bundle)]
 
 
-def provider_cluster_resource(provider: LLMProvider, config: Config) -> cluster_pb2.Cluster:
+def provider_cluster_resource(
+    provider: LLMProvider, config: Config, ca_bundle: str
+) -> cluster_pb2.Cluster:
     return _upstream_cluster(
-        provider_cluster(provider.name), [provider.spec.endpoint], config.policies[provider.ref]
+        provider_cluster(provider.name),
+        [provider.spec.endpoint],
+        config.policies[provider.ref],
+        ca_bundle,
     )
 
 
 def _upstream_cluster(
-    name: str, endpoints: Sequence[Endpoint], policy: ResolvedPolicy
+    name: str, endpoints: Sequence[Endpoint], policy: ResolvedPolicy, ca_bundle: str
 ) -> cluster_pb2.Cluster:
     cluster = cluster_pb2.Cluster(
         name=name,
@@ -77,13 +80,17 @@ def _upstream_cluster(
             health_check_pb2.HealthCheck(
                 timeout=duration(check.timeout),
                 interval=duration(check.interval),
+                # Envoy checks idle clusters only once a minute unless told otherwise;
+                # `interval` means the interval.
+                no_traffic_interval=duration(check.interval),
+                no_traffic_healthy_interval=duration(check.interval),
                 healthy_threshold=wrappers_pb2.UInt32Value(value=check.healthy_threshold),
                 unhealthy_threshold=wrappers_pb2.UInt32Value(value=check.unhealthy_threshold),
                 http_health_check=health_check_pb2.HealthCheck.HttpHealthCheck(path=check.path),
             )
         )
     if any(endpoint.tls for endpoint in endpoints):
-        _use_tls(cluster, policy.tls)
+        _use_tls(cluster, policy.tls, endpoints[0].host, ca_bundle)
     return cluster
 
 
@@ -150,31 +157,28 @@ def _lb_endpoint(endpoint: Endpoint) -> endpoint_components_pb2.LbEndpoint:
     )
 
 
-def _use_tls(cluster: cluster_pb2.Cluster, spec: TlsSpec) -> None:
-    """TLS to the upstream, verified against the system's CA bundle or the one given.
+def _use_tls(cluster: cluster_pb2.Cluster, spec: TlsSpec, hostname: str, ca_bundle: str) -> None:
+    """TLS to the upstream: SNI `hostname`, and a certificate for it signed by the
+    system's CA bundle or the one given.
 
-    SNI and the certificate's expected name follow each request's Host header, which
-    the route rewrites to the chosen endpoint's hostname, so one cluster can hold
-    endpoints with different names.
+    The name is fixed per cluster (the config loader requires one hostname per set of
+    https endpoints): Envoy picks SNI before it picks a host, so it cannot follow the
+    Host header that auto_host_rewrite sets later.
     """
-    validation = common_pb2.CertificateValidationContext()
-    if spec.ca_file:
-        validation.trusted_ca.filename = spec.ca_file
-    elif spec.ca_pem:
+    validation = common_pb2.CertificateValidationContext(
+        match_typed_subject_alt_names=[
+            common_pb2.SubjectAltNameMatcher(
+                san_type=common_pb2.SubjectAltNameMatcher.DNS,
+                matcher=string_pb2.StringMatcher(exact=hostname),
+            )
+        ]
+    )
+    if spec.ca_pem:
         validation.trusted_ca.inline_string = spec.ca_pem
     else:
-        validation.system_root_certs.SetInParent()
+        validation.trusted_ca.filename = spec.ca_file or ca_bundle
     tls = tls_pb2.UpstreamTlsContext(
-        common_tls_context=tls_pb2.CommonTlsContext(validation_context=validation)
+        sni=hostname, common_tls_context=tls_pb2.CommonTlsContext(validation_context=validation)
     )
     cluster.transport_socket.name = "envoy.transport_sockets.tls"
     cluster.transport_socket.typed_config.Pack(tls)
-    options = http_protocol_options_pb2.HttpProtocolOptions(
-        upstream_http_protocol_options=protocol_pb2.UpstreamHttpProtocolOptions(
-            auto_sni=True, auto_san_validation=True
-        ),
-        explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
-            http_protocol_options=protocol_pb2.Http1ProtocolOptions()
-        ),
-    )
-    cluster.typed_extension_protocol_options[_HTTP_OPTIONS_KEY].CopyFrom(pack(options))

@@ -11,7 +11,6 @@ shape with the router alone.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import timedelta
 
 from envoy.config.common.mutation_rules.v3 import mutation_rules_pb2
@@ -30,6 +29,7 @@ from google.protobuf import wrappers_pb2
 from meshroute.api import contract
 from meshroute.control_plane.config.model import Gateway, OrchestratorRouterSpec
 from meshroute.control_plane.translate import names
+from meshroute.control_plane.translate.deployment import DeploymentSettings
 from meshroute.control_plane.translate.local_reply import local_reply_config
 from meshroute.control_plane.translate.protos import duration, pack
 
@@ -43,22 +43,7 @@ ROUTING_CALL_MARGIN = timedelta(seconds=1)
 MAX_SEQUENCE_DURATION = timedelta(seconds=contract.MAX_SEQUENCE_SECONDS)
 
 
-@dataclass(frozen=True)
-class ListenerSettings:
-    """Deployment facts the config files do not say: where listeners bind."""
-
-    bind_address: str = "0.0.0.0"
-    """Where gateway listeners bind."""
-    internal_address: str = "127.0.0.1"
-    """Where the internal listener binds; the sidecar must reach it here."""
-    internal_port: int = 18002
-
-    @property
-    def internal_url(self) -> str:
-        return f"http://{self.internal_address}:{self.internal_port}"
-
-
-def gateway_listener(gateway: Gateway, settings: ListenerSettings) -> listener_pb2.Listener:
+def gateway_listener(gateway: Gateway, settings: DeploymentSettings) -> listener_pb2.Listener:
     filters = [
         _strip_client_headers_filter(gateway.spec.allow_client_pinning),
         _ext_proc_filter(gateway),
@@ -80,7 +65,7 @@ def gateway_listener(gateway: Gateway, settings: ListenerSettings) -> listener_p
     )
 
 
-def internal_listener(settings: ListenerSettings) -> listener_pb2.Listener:
+def internal_listener(settings: DeploymentSettings) -> listener_pb2.Listener:
     """Loopback only, no ext_proc: the sidecar's calls get Envoy's LB, retries and TLS."""
     manager = _http_connection_manager(
         names.INTERNAL_LISTENER,

@@ -10,7 +10,7 @@ from meshroute.control_plane.config.model import (
     LLMProvider,
     OrchestratorRouterSpec,
 )
-from meshroute.control_plane.translate.listeners import ListenerSettings
+from meshroute.control_plane.translate.deployment import DeploymentSettings
 from meshroute.control_plane.translate.protos import duration
 from meshroute.control_plane.translate.routes import (
     internal_agent_path,
@@ -22,7 +22,7 @@ CHAT_PATHS = {"openai": "v1/chat/completions"}
 
 
 def gateway_routing_table(
-    gateway: Gateway, config: Config, settings: ListenerSettings
+    gateway: Gateway, config: Config, settings: DeploymentSettings
 ) -> rt.RoutingTable:
     agents = config.agents
     return rt.RoutingTable(
@@ -50,7 +50,7 @@ def provider_chat_url(provider: LLMProvider, base_url: str) -> str:
 
 
 def _router(
-    spec: EmbeddedRouterSpec | OrchestratorRouterSpec, config: Config, settings: ListenerSettings
+    spec: EmbeddedRouterSpec | OrchestratorRouterSpec, config: Config, settings: DeploymentSettings
 ) -> rt.Router:
     if isinstance(spec, EmbeddedRouterSpec):
         return rt.Router(embedded=rt.EmbeddedRouter(min_score=spec.min_score))
