@@ -67,6 +67,8 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
                 else:
                     assert isinstance(event, discovery_pb2.DiscoveryRequest)
                     responses = stream.on_request(event, snapshot)
+                    # An ACK may be what retiring clusters were waiting for.
+                    self._cache.progress(self.streams.values())
                 for response in responses:
                     await context.write(response)
         except ProtocolError as error:

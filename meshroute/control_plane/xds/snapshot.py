@@ -4,14 +4,20 @@ A snapshot has one version number for the whole system. Each resource type also
 remembers the version at which its own content last changed, so a stream pushes a
 type only when that type changed: adding an agent pushes clusters and routes, not
 listeners.
+
+Removals are make-before-break. A cluster the new config drops stays served
+("retiring") until every Envoy has accepted routes that no longer name it; only
+then does a further snapshot prune it. Otherwise Envoy, which applies clusters
+before routes, would briefly route requests to a cluster it no longer has (503).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from google.protobuf import any_pb2, message
 
@@ -63,6 +69,14 @@ def _digest(by_name: Mapping[str, any_pb2.Any]) -> str:
     return hasher.hexdigest()
 
 
+class ClientProgress(Protocol):
+    """What a stream tells the cache about its client: the versions it accepted."""
+
+    def acked_version(self, type_url: str) -> str | None: ...
+
+    def subscribes(self, type_url: str) -> bool: ...
+
+
 class SnapshotCache:
     """The current snapshot, and a way for streams to wait for the next one."""
 
@@ -70,6 +84,13 @@ class SnapshotCache:
         self._snapshot: Snapshot | None = None
         self._counter = 0
         self._watchers: set[asyncio.Event] = set()
+        self._resources: Resources | None = None
+        self._retiring: dict[str, any_pb2.Any] = {}
+        """Clusters the config dropped that some Envoy may still route to."""
+
+    @property
+    def retiring(self) -> frozenset[str]:
+        return frozenset(self._retiring)
 
     @property
     def current(self) -> Snapshot:
@@ -79,11 +100,40 @@ class SnapshotCache:
 
     def set_resources(self, resources: Resources) -> Snapshot:
         """Install `resources`; a new version only if some type's content changed."""
+        self._resources = resources
+        by_type = _by_type(resources)
+        clusters = by_type[type_urls.CLUSTER]
+        if self._snapshot is not None:
+            served = self._snapshot.types[type_urls.CLUSTER].by_name
+            self._retiring.update(
+                {name: packed for name, packed in served.items() if name not in clusters}
+            )
+        for name in list(self._retiring):
+            if name in clusters:
+                del self._retiring[name]  # back in the config: no longer retiring
+        clusters.update(self._retiring)
+        return self._install(by_type)
+
+    def progress(self, clients: Iterable[ClientProgress]) -> Snapshot | None:
+        """Prune retiring clusters once every client accepted the routes and listeners
+        that stopped naming them; returns the new snapshot if there is one."""
+        if not self._retiring or self._snapshot is None or self._resources is None:
+            return None
+        needed = [type_urls.ROUTE, type_urls.LISTENER]
+        for client in clients:
+            for type_url in needed:
+                if not client.subscribes(type_url):
+                    continue
+                current = self._snapshot.types[type_url].version
+                acked = client.acked_version(type_url)
+                if acked is None or int(acked) < int(current):
+                    return None
+        self._retiring.clear()
+        return self._install(_by_type(self._resources))
+
+    def _install(self, by_type: dict[str, dict[str, any_pb2.Any]]) -> Snapshot:
         previous = self._snapshot
-        candidate = {
-            type_url: (by_name, _digest(by_name))
-            for type_url, by_name in _by_type(resources).items()
-        }
+        candidate = {type_url: (by_name, _digest(by_name)) for type_url, by_name in by_type.items()}
         changed = previous is None or any(
             previous.types[type_url].digest != digest for type_url, (_, digest) in candidate.items()
         )

@@ -91,6 +91,13 @@ class SotwStream:
         state.names = frozenset(request.resource_names)
         return self._respond_if_needed(type_url, state, snapshot)
 
+    def acked_version(self, type_url: str) -> str | None:
+        state = self.types.get(type_url)
+        return state.acked_version if state else None
+
+    def subscribes(self, type_url: str) -> bool:
+        return type_url in self.types
+
     def on_snapshot(self, snapshot: Snapshot) -> list[discovery_pb2.DiscoveryResponse]:
         responses: list[discovery_pb2.DiscoveryResponse] = []
         ordered: list[str] = [t for t in type_urls.PUSH_ORDER if t in self.types]
