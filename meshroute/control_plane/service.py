@@ -20,6 +20,7 @@ from meshroute.control_plane.config import ConfigErrors, load_config
 from meshroute.control_plane.translate.deployment import DeploymentSettings
 from meshroute.control_plane.translate.snapshot import Resources, translate
 from meshroute.control_plane.watch import Fingerprint, fingerprint, watch
+from meshroute.control_plane.xds import type_urls
 from meshroute.control_plane.xds.server import start_xds_server
 from meshroute.control_plane.xds.snapshot import SnapshotCache
 from meshroute.envoy_binary import EnvoyNotFound, EnvoyRejected
@@ -70,7 +71,8 @@ class ConfigSource:
     async def reload(self) -> None:
         """Load again; a bad config is logged and the last good one keeps serving."""
         async with self._reloading:
-            previous = self._cache.current.version
+            before = self._cache.current
+            previous = before.version
             started = time.perf_counter()
             try:
                 resources = await asyncio.to_thread(build_resources, self.paths, self._settings)
@@ -79,16 +81,22 @@ class ConfigSource:
                     "config reload REJECTED, still serving version %s: %s", previous, rejected
                 )
                 return
-            version = self._cache.set_resources(resources).version
+            after = self._cache.set_resources(resources)
             elapsed_ms = (time.perf_counter() - started) * 1000
-            if version == previous:
-                log.info("config reloaded: no change (version %s)", version)
-            else:
-                log.info(
-                    "config reloaded: now serving version %s (checked in %.0f ms)",
-                    version,
-                    elapsed_ms,
-                )
+            if after.version == previous:
+                log.info("config reloaded: no change (version %s)", previous)
+                return
+            changed = [
+                type_urls.short_name(type_url)
+                for type_url in type_urls.PUSH_ORDER
+                if after.types[type_url].version != before.types[type_url].version
+            ]
+            log.info(
+                "config reloaded: now serving version %s (changed: %s; checked in %.0f ms)",
+                after.version,
+                ", ".join(changed),
+                elapsed_ms,
+            )
 
 
 async def run_control_plane(

@@ -201,3 +201,32 @@ def test_a_body_over_max_request_bytes_is_a_json_413(tmp_path: Path, demo_agents
         }
     finally:
         stack.close()
+
+
+def test_a_removed_agent_is_pruned_only_after_its_routes_are_gone(
+    stack: ComponentStack, config_dir: Path
+) -> None:
+    gateway = config_dir / "gateway.yaml"
+    gateway.write_text(gateway.read_text().replace("    - {name: currency}\n", ""))
+    agents = config_dir / "agents.yaml"
+    kept = [doc for doc in agents.read_text().split("---\n") if "{name: currency}" not in doc]
+    agents.write_text("---\n".join(kept))
+    cache = stack.control_plane.cache
+    removed = stack.control_plane.call(cache.set_resources, stack.translate())
+
+    # The snapshot that drops the agent still serves its cluster...
+    assert "agent_currency" in removed.types[type_urls.CLUSTER].by_name
+    assert "agent_currency" not in removed.types[type_urls.ROUTE].by_name[
+        "gateway_travel"
+    ].value.decode(errors="ignore")
+
+    def envoy_clusters() -> set[str]:
+        dump = httpx.get(f"http://127.0.0.1:{stack.admin_port}/clusters?format=json").json()
+        return {status["name"] for status in dump["cluster_statuses"]}
+
+    # ...until Envoy has taken the routes without it; then a further snapshot prunes it.
+    eventually(lambda: "agent_currency" not in envoy_clusters(), "Envoy drops the cluster")
+    assert stack.control_plane.call(lambda: cache.retiring) == frozenset()
+    response = ask(stack.url("travel"), "How many euros is 100 dollars?")
+    assert response.status_code == 200
+    assert response.headers["x-meshroute-agent"] != "currency"

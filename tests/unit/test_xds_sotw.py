@@ -167,3 +167,66 @@ def test_unknown_types_get_an_empty_answer_so_the_client_does_not_wait() -> None
     secret_type = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
     [response] = SotwStream(stream_id=1).on_request(request(secret_type, node=NODE), snapshot)
     assert list(response.resources) == []
+
+
+class Client:
+    """A client as the cache sees it: which types it asked for, what it accepted."""
+
+    def __init__(self, **acked: str) -> None:
+        self.acked = {getattr(type_urls, name.upper()): version for name, version in acked.items()}
+
+    def acked_version(self, type_url: str) -> str | None:
+        return self.acked.get(type_url)
+
+    def subscribes(self, type_url: str) -> bool:
+        return type_url in self.acked
+
+
+def without_agent(name: str) -> Resources:
+    """The quickstart, minus one agent's cluster and routes."""
+    resources = quickstart()
+    cluster = f"agent_{name}"
+    kept = [c for c in resources.clusters if c.name != cluster]
+    del resources.clusters[:]
+    resources.clusters.extend(kept)
+    for config in resources.routes:
+        for host in config.virtual_hosts:
+            routes = [r for r in host.routes if r.name != cluster]
+            del host.routes[:]
+            host.routes.extend(routes)
+    return resources
+
+
+def cluster_names(snapshot: object) -> set[str]:
+    return set(snapshot.types[type_urls.CLUSTER].by_name)  # type: ignore[attr-defined]
+
+
+def test_a_dropped_cluster_stays_until_every_envoy_accepted_routes_without_it() -> None:
+    cache = SnapshotCache()
+    cache.set_resources(quickstart())
+    dropped = cache.set_resources(without_agent("currency"))
+    assert "agent_currency" in cluster_names(dropped)  # still served...
+    assert cache.retiring == {"agent_currency"}
+    route_version = dropped.types[type_urls.ROUTE].version
+    listener_version = dropped.types[type_urls.LISTENER].version
+
+    behind = Client(route="1", listener=listener_version, cluster=dropped.version)
+    caught_up = Client(route=route_version, listener=listener_version, cluster="1")
+    ext_proc = Client(routing_table="1")  # takes no routes: does not hold anything up
+    assert cache.progress([behind, caught_up, ext_proc]) is None
+    assert "agent_currency" in cluster_names(cache.current)
+
+    pruned = cache.progress([caught_up, ext_proc])
+    assert pruned is not None
+    assert "agent_currency" not in cluster_names(pruned)
+    assert int(pruned.version) > int(dropped.version)
+    assert cache.retiring == frozenset()
+
+
+def test_a_cluster_that_comes_back_is_no_longer_retiring() -> None:
+    cache = SnapshotCache()
+    cache.set_resources(quickstart())
+    cache.set_resources(without_agent("currency"))
+    back = cache.set_resources(quickstart())
+    assert cache.retiring == frozenset()
+    assert "agent_currency" in cluster_names(back)
