@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add(up, "ext-proc-port", 18001, "ext_proc port on loopback (0 picks a free one)")
     _add(up, "internal-port", 18002, "Envoy's internal listener on loopback (0 picks a free one)")
     _add(up, "envoy-log-level", "warning", "Envoy's log level")
+    up.add_argument(
+        "--xds-protocol",
+        choices=["sotw", "delta"],
+        default=_env("xds-protocol", "sotw"),
+        help="how Envoy speaks xDS: State of the World or Incremental "
+        "(env MESHROUTE_XDS_PROTOCOL; default sotw)",
+    )
     _add(up, "envoy-concurrency", 0, "Envoy worker threads (0: one per core)")
     _add_log_level(up)
 
@@ -118,6 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add(demo, "address", "127.0.0.1", "address to listen on")
     _add(demo, "port", 9100, "port to listen on")
     _add_log_level(demo)
+
+    models = commands.add_parser(
+        "demo-models",
+        help="the quickstart's demo model backends (OpenAI and Anthropic APIs, offline)",
+    )
+    _add(models, "address", "127.0.0.1", "address to listen on")
+    _add(models, "port", 9200, "port to listen on")
+    models.add_argument(
+        "--require-keys",
+        action="store_true",
+        help="refuse requests without the keys in $DEMO_OPENAI_API_KEY and "
+        "$DEMO_ANTHROPIC_API_KEY (as the real APIs would)",
+    )
+    _add_log_level(models)
     return parser
 
 
@@ -174,8 +195,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     print(
-        f"config OK: {len(config.agents)} agent(s), {len(config.gateways)} gateway(s) "
-        f"in {', '.join(map(str, args.paths))}"
+        f"config OK: {len(config.agents)} agent(s), {len(config.providers)} LLM provider(s), "
+        f"{len(config.gateways)} gateway(s) in {', '.join(map(str, args.paths))}"
     )
     return 0
 
@@ -236,6 +257,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         ext_proc_port=args.ext_proc_port,
         log_level=args.log_level,
         envoy_log_level=args.envoy_log_level,
+        xds_protocol=args.xds_protocol,
         envoy_concurrency=args.envoy_concurrency or None,
     )
     return asyncio.run(run_up(options, config))
@@ -263,6 +285,26 @@ def _cmd_ext_proc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo_models(args: argparse.Namespace) -> int:
+    from meshroute.demo.models import serve
+    from meshroute.lifecycle import configure_logging
+
+    configure_logging(args.log_level)
+    keys = None
+    if args.require_keys:
+        keys = {
+            provider: os.environ[variable]
+            for provider, variable in DEMO_KEY_VARIABLES.items()
+            if os.environ.get(variable)
+        }
+    serve(args.address, args.port, keys)
+    return 0
+
+
+# The environment variables the quickstart's providers read their keys from.
+DEMO_KEY_VARIABLES = {"openai": "DEMO_OPENAI_API_KEY", "anthropic": "DEMO_ANTHROPIC_API_KEY"}
+
+
 def _cmd_demo_agents(args: argparse.Namespace) -> int:
     from meshroute.demo.agents import serve
     from meshroute.lifecycle import configure_logging
@@ -280,4 +322,5 @@ _COMMANDS = {
     "control-plane": _cmd_control_plane,
     "ext-proc": _cmd_ext_proc,
     "demo-agents": _cmd_demo_agents,
+    "demo-models": _cmd_demo_models,
 }

@@ -1,4 +1,5 @@
-"""`meshroute up`: control plane, ext_proc, Envoy (and, for the quickstart, demo agents)
+"""`meshroute up`: control plane, ext_proc, Envoy (and, for the quickstart, demo agents
+and demo model backends)
 on this machine, in the foreground, as separate processes, just as they run in a pod.
 
 Each child is started, then waited for until it is really ready (not for a fixed
@@ -20,13 +21,14 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 
-from meshroute.control_plane.bootstrap import BootstrapSettings, render_bootstrap
+from meshroute.api import contract
+from meshroute.control_plane.bootstrap import BootstrapSettings, XdsProtocol, render_bootstrap
 from meshroute.control_plane.config import Config
 from meshroute.envoy_binary import envoy_binary
 from meshroute.lifecycle import die_with_parent, on_signal, wait_for_stop_signal
@@ -34,6 +36,13 @@ from meshroute.lifecycle import die_with_parent, on_signal, wait_for_stop_signal
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 DEMO_AGENTS_PORT = 9100
+DEMO_MODELS_PORT = 9200
+# The quickstart's demo keys: the demo model backends demand them and Envoy injects
+# them, so the quickstart shows credential injection working, offline. Not secrets.
+DEMO_KEYS = {
+    "DEMO_OPENAI_API_KEY": "sk-demo-openai-not-a-secret",
+    "DEMO_ANTHROPIC_API_KEY": "sk-ant-demo-not-a-secret",
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class UpOptions:
     ext_proc_port: int = 18001
     log_level: str = "info"
     envoy_log_level: str = "warning"
+    xds_protocol: XdsProtocol = "sotw"
     envoy_concurrency: int | None = None
 
 
@@ -79,9 +89,12 @@ class Supervisor:
             if child.name == name and child.process.returncode is None:
                 child.process.send_signal(signum)
 
-    async def start(self, name: str, argv: Sequence[str]) -> Child:
+    async def start(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None
+    ) -> Child:
         process = await asyncio.create_subprocess_exec(
             *argv,
+            env={**os.environ, **env} if env else None,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -223,6 +236,7 @@ async def bring_up(options: UpOptions, config: Config, supervisor: Supervisor) -
     ]
     if options.quickstart:
         ports.append((loopback, DEMO_AGENTS_PORT, "quickstart demo agents"))
+        ports.append((loopback, DEMO_MODELS_PORT, "quickstart demo models"))
     for address, port, what in ports:
         _check_port_free(address, port, what)
 
@@ -237,6 +251,18 @@ async def bring_up(options: UpOptions, config: Config, supervisor: Supervisor) -
             ),
         )
         await _wait_until("the demo agents", demo, lambda: _port_open(loopback, DEMO_AGENTS_PORT))
+        models = await supervisor.start(
+            "demo-models",
+            _meshroute(
+                "demo-models",
+                "--require-keys",
+                address=loopback,
+                port=DEMO_MODELS_PORT,
+                log_level=options.log_level,
+            ),
+            env=DEMO_KEYS,
+        )
+        await _wait_until("the demo models", models, lambda: _port_open(loopback, DEMO_MODELS_PORT))
 
     control_plane = await supervisor.start(
         "control-plane",
@@ -249,6 +275,7 @@ async def bring_up(options: UpOptions, config: Config, supervisor: Supervisor) -
             internal_port=internal_port,
             log_level=options.log_level,
         ),
+        env=DEMO_KEYS if options.quickstart else None,
     )
     # It opens its port only once the config is loaded and translated.
     await _wait_until("the control plane", control_plane, lambda: _port_open(loopback, xds_port))
@@ -275,6 +302,7 @@ async def bring_up(options: UpOptions, config: Config, supervisor: Supervisor) -
                 xds_port=xds_port,
                 ext_proc_address=loopback,
                 ext_proc_port=ext_proc_port,
+                xds_protocol=options.xds_protocol,
             )
         )
     )
@@ -323,22 +351,28 @@ def _banner(
     """What the user needs to know once everything is up."""
     lines = ["meshroute is up."]
     for gateway in sorted(config.gateways.values(), key=lambda g: g.spec.port):
-        lines.append(
-            f"  gateway {gateway.name} ({gateway.spec.type}): "
-            f"http://{host}:{gateway.spec.port}/v1/chat/completions"
-        )
+        base = f"http://{host}:{gateway.spec.port}"
+        if gateway.spec.type == "agent":
+            where = f"{base}{contract.CHAT_COMPLETIONS_PATH}"
+        else:
+            where = f"{base}/v1  (OpenAI and Anthropic clients; GET {contract.MODELS_PATH})"
+        lines.append(f"  gateway {gateway.name} ({gateway.spec.type}): {where}")
     lines += [
         f"  Envoy admin:   {admin}/",
         f"  metrics:       {admin}/stats/prometheus",
         f"  control plane: {xds} (ADS)   ext_proc: 127.0.0.1:{ext_proc_port}",
     ]
     if options.quickstart:
-        port = next(iter(config.gateways.values())).spec.port
+        agents = next(g for g in config.gateways.values() if g.spec.type == "agent").spec.port
+        models = next(g for g in config.gateways.values() if g.spec.type == "model").spec.port
         lines += [
             "Try:",
-            f"  curl -s -i localhost:{port}/v1/chat/completions \\",
+            f"  curl -s -i localhost:{agents}/v1/chat/completions \\",
             "    -H 'content-type: application/json' \\",
             '    -d \'{"messages":[{"role":"user","content":"Will it rain in Paris tomorrow?"}]}\'',
+            f"  curl -s -i localhost:{models}/v1/chat/completions \\",
+            "    -H 'content-type: application/json' \\",
+            '    -d \'{"model":"smart","messages":[{"role":"user","content":"hello"}]}\'',
         ]
     else:
         lines.append(

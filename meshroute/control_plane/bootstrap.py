@@ -9,24 +9,32 @@ from __future__ import annotations
 import string
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Literal
 
 import yaml
 from envoy.config.bootstrap.v3 import bootstrap_pb2
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.extensions.filters.http.credential_injector.v3 import credential_injector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from envoy.extensions.http.injected_credentials.generic.v3 import generic_pb2
 
 # Imported for their types: the template names them inside Any fields.
 from envoy.extensions.resource_monitors.downstream_connections.v3 import (  # noqa: F401
     downstream_connections_pb2,
 )
-from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf import json_format
 
 from meshroute.control_plane.translate.snapshot import Resources
 from meshroute.data_files import bootstrap_template
 from meshroute.envoy_binary import validate_config
+
+XdsProtocol = Literal["sotw", "delta"]
+
+API_TYPES: Final[dict[XdsProtocol, str]] = {"sotw": "GRPC", "delta": "DELTA_GRPC"}
+"""The bootstrap's `ads_config.api_type` for each ADS flavour the control plane serves."""
 
 
 @dataclass(frozen=True)
@@ -39,10 +47,16 @@ class BootstrapSettings:
     xds_port: int = 18000
     ext_proc_address: str = "127.0.0.1"
     ext_proc_port: int = 18001
+    xds_protocol: XdsProtocol = "sotw"
+    """State-of-the-World or incremental (delta) ADS; the control plane serves both."""
 
 
 def render_bootstrap(settings: BootstrapSettings) -> str:
     """The bootstrap template with `settings` written in, as YAML for `envoy -c`."""
+    if settings.xds_protocol not in API_TYPES:  # a Literal is not checked at run time
+        raise ValueError(
+            f"unknown xDS protocol {settings.xds_protocol!r}; expected one of {sorted(API_TYPES)}"
+        )
     template = string.Template(bootstrap_template().read_text(encoding="utf-8"))
     text = template.substitute(
         NODE_ID=settings.node_id,
@@ -53,6 +67,7 @@ def render_bootstrap(settings: BootstrapSettings) -> str:
         XDS_PORT=settings.xds_port,
         EXT_PROC_ADDRESS=settings.ext_proc_address,
         EXT_PROC_PORT=settings.ext_proc_port,
+        XDS_API_TYPE=API_TYPES[settings.xds_protocol],
     )
     parse_bootstrap(text)  # fail here, with a clear error, rather than in Envoy
     return text
@@ -65,8 +80,10 @@ def parse_bootstrap(text: str) -> bootstrap_pb2.Bootstrap:
 def static_bootstrap(resources: Resources, settings: BootstrapSettings) -> bootstrap_pb2.Bootstrap:
     """One self-contained bootstrap holding every resource of a snapshot, for Envoy to check.
 
-    The listeners' RDS references become inline route configs, and the ADS parts
-    are dropped, so `envoy --mode validate` sees exactly what it would be served.
+    The listeners' RDS references become inline route configs, and secrets fetched
+    over SDS become static secrets with stand-in values (validation mode crashes on
+    SDS references; the real values never reach this file), so `envoy --mode
+    validate` sees exactly what it would be served.
     """
     bootstrap = parse_bootstrap(render_bootstrap(settings))
     bootstrap.ClearField("dynamic_resources")
@@ -83,8 +100,34 @@ def static_bootstrap(resources: Resources, settings: BootstrapSettings) -> boots
                     name = manager.rds.route_config_name
                     manager.route_config.CopyFrom(routes[name])
                 network_filter.typed_config.Pack(manager)
-    bootstrap.static_resources.clusters.extend(resources.clusters)
+    for cluster in resources.clusters:
+        bootstrap.static_resources.clusters.append(_with_static_secrets(cluster))
+    for secret in resources.secrets:
+        stand_in = bootstrap.static_resources.secrets.add(name=secret.name)
+        stand_in.generic_secret.secret.inline_string = "REDACTED"
     return bootstrap
+
+
+def _with_static_secrets(cluster: cluster_pb2.Cluster) -> cluster_pb2.Cluster:
+    """`cluster` with its credential injector reading a static secret, not SDS."""
+    key = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    if key not in cluster.typed_extension_protocol_options:
+        return cluster
+    copy = cluster_pb2.Cluster()
+    copy.CopyFrom(cluster)
+    options = http_protocol_options_pb2.HttpProtocolOptions()
+    copy.typed_extension_protocol_options[key].Unpack(options)
+    for http_filter in options.http_filters:
+        injector = credential_injector_pb2.CredentialInjector()
+        if not http_filter.typed_config.Unpack(injector):
+            continue
+        generic = generic_pb2.Generic()
+        injector.credential.typed_config.Unpack(generic)
+        generic.credential.ClearField("sds_config")
+        injector.credential.typed_config.Pack(generic)
+        http_filter.typed_config.Pack(injector)
+    copy.typed_extension_protocol_options[key].Pack(options)
+    return copy
 
 
 class _Dumper(yaml.SafeDumper):

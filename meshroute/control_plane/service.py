@@ -17,6 +17,7 @@ from pathlib import Path
 
 from meshroute.control_plane.bootstrap import check_with_envoy
 from meshroute.control_plane.config import ConfigErrors, load_config
+from meshroute.control_plane.credentials import MissingCredentials, read_credentials
 from meshroute.control_plane.translate.deployment import DeploymentSettings
 from meshroute.control_plane.translate.snapshot import Resources, translate
 from meshroute.control_plane.watch import Fingerprint, fingerprint, watch
@@ -36,11 +37,14 @@ class ConfigRejected(Exception):
 def build_resources(paths: Sequence[Path], settings: DeploymentSettings) -> Resources:
     """Config files -> checked resources, or ConfigRejected saying why not."""
     try:
-        resources = translate(load_config(paths), settings)
+        config = load_config(paths)
+        resources = translate(config, settings, read_credentials(config, settings.secrets_dir))
     except ConfigErrors as errors:
         count = len(errors.errors)
         problems = "; ".join(str(error) for error in errors.errors)
         raise ConfigRejected(f"{count} error{'s' if count != 1 else ''}: {problems}") from None
+    except MissingCredentials as missing:
+        raise ConfigRejected(f"missing credentials: {missing}") from None
     try:
         check_with_envoy(resources)
     except EnvoyNotFound as missing:
@@ -110,7 +114,6 @@ async def run_control_plane(
     source = ConfigSource(paths, cache, settings)
     version = source.load()  # a bad config at startup is fatal: nothing good to serve
     server, _, bound = await start_xds_server(cache, address, port)
-    log.info("serving config version %s over ADS on %s:%d", version, address, bound)
     tasks: set[asyncio.Task[None]] = set()
 
     def reload_now() -> None:
@@ -119,13 +122,16 @@ async def run_control_plane(
         task.add_done_callback(tasks.discard)
 
     on_signal(signal.SIGHUP, reload_now)
+    stopped = asyncio.create_task(wait_for_stop_signal())
     watcher = (
         asyncio.create_task(watch(source.paths, source.reload, seen=source.loaded))
         if watch_files
         else None
     )
+    await asyncio.sleep(0)  # the stop handlers are in place before we say we serve
+    log.info("serving config version %s over ADS on %s:%d", version, address, bound)
     try:
-        await wait_for_stop_signal()
+        await stopped
     finally:
         if watcher is not None:
             watcher.cancel()

@@ -59,11 +59,11 @@ def parse_chat_request(body: bytes) -> ChatRequest:
             raise BadRequest(
                 "invalid_messages", f"messages[{index}] must be an object with a string 'role'"
             )
-        turns.append(Turn(role=message["role"], text=_text_of(message.get("content"))))
+        turns.append(Turn(role=message["role"], text=message_text(message.get("content"))))
     return ChatRequest(payload=payload, turns=turns)
 
 
-def _text_of(content: Any) -> str:
+def message_text(content: Any) -> str:
     """The text of a message's content: a string, or the text parts of an array."""
     if isinstance(content, str):
         return content

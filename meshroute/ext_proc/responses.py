@@ -15,6 +15,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.type.v3 import http_status_pb2
 
 from meshroute.api import contract
+from meshroute.api.v1alpha1 import routing_table_pb2 as rt
 
 CONTINUE_HEADERS = ep.ProcessingResponse(request_headers=ep.HeadersResponse())
 
@@ -29,7 +30,7 @@ def route_sequence(agents: Sequence[str], reason: str, body: bytes) -> ep.Proces
     common = _decision(contract.AGENT_SEPARATOR.join(agents), reason)
     common.body_mutation.body = body
     # Envoy refuses a new body whose length the content-length header contradicts.
-    common.header_mutation.set_headers.append(_header("content-length", str(len(body))))
+    common.header_mutation.set_headers.append(header("content-length", str(len(body))))
     return ep.ProcessingResponse(request_body=ep.BodyResponse(response=common))
 
 
@@ -40,11 +41,45 @@ def extend_timeout(seconds: float) -> ep.ProcessingResponse:
     return answer
 
 
+def route_model(
+    *,
+    target: rt.ModelTarget,
+    reason: str,
+    body: bytes,
+    key_headers: Sequence[base_pb2.HeaderValueOption] = (),
+) -> ep.ProcessingResponse:
+    """Send the rewritten request to the target's provider, at the provider's path."""
+    headers = ep.HeaderMutation(
+        set_headers=[
+            header(":path", target.path),
+            header(contract.PROVIDER_HEADER, target.provider),
+            header(contract.MODEL_HEADER, target.name),
+            header(contract.ROUTE_REASON_HEADER, reason),
+            header("content-type", "application/json"),
+            # Envoy refuses a new body whose length the content-length header contradicts.
+            header("content-length", str(len(body))),
+            *key_headers,
+        ]
+    )
+    common = ep.CommonResponse(header_mutation=headers, clear_route_cache=True)
+    common.body_mutation.body = body
+    return ep.ProcessingResponse(request_body=ep.BodyResponse(response=common))
+
+
+def replace_response_body(body: bytes, set_length: bool = False) -> ep.ProcessingResponse:
+    """The response body (or this chunk of it), replaced by `body`."""
+    common = ep.CommonResponse()
+    common.body_mutation.body = body
+    if set_length:
+        common.header_mutation.set_headers.append(header("content-length", str(len(body))))
+    return ep.ProcessingResponse(response_body=ep.BodyResponse(response=common))
+
+
 def _decision(agents: str, reason: str) -> ep.CommonResponse:
     headers = ep.HeaderMutation(
         set_headers=[
-            _header(contract.AGENT_HEADER, agents),
-            _header(contract.ROUTE_REASON_HEADER, reason),
+            header(contract.AGENT_HEADER, agents),
+            header(contract.ROUTE_REASON_HEADER, reason),
         ]
     )
     return ep.CommonResponse(header_mutation=headers, clear_route_cache=True)
@@ -62,7 +97,7 @@ def error(status: int, code: str, message: str) -> ep.ProcessingResponse:
     )
 
 
-def _header(name: str, value: str) -> base_pb2.HeaderValueOption:
+def header(name: str, value: str) -> base_pb2.HeaderValueOption:
     return base_pb2.HeaderValueOption(
         header=base_pb2.HeaderValue(key=name, raw_value=value.encode()),
         append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,

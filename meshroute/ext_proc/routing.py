@@ -1,10 +1,9 @@
-"""One Gateway's routing, ready for requests: its router and every answer pre-built."""
+"""An agent gateway's routing, ready for requests: its chooser and every answer pre-built."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -15,9 +14,10 @@ from meshroute.api import contract
 from meshroute.api.v1alpha1 import routing_table_pb2 as rt
 from meshroute.ext_proc import responses
 from meshroute.ext_proc.chat_request import BadRequest, Turn, parse_chat_request
-from meshroute.ext_proc.embedded_router import EmbeddedRouter
-from meshroute.ext_proc.orchestrator import OrchestratorClient, OrchestratorSettings, Route
+from meshroute.ext_proc.choosers import NamedRoute, build_chooser
+from meshroute.ext_proc.exchange import Exchange, header_value
 from meshroute.ext_proc.sequencer import Step, StepFailed, run_earlier_steps
+from meshroute.ext_proc.stats import RoutingStats
 
 log = logging.getLogger("meshroute.ext_proc")
 
@@ -30,6 +30,9 @@ _REASONS = (
     contract.REASON_PINNED,
     contract.REASON_DEFAULT,
     contract.REASON_FALLBACK,
+)
+_EMPTY_BODY = responses.error(
+    400, "empty_body", "the request body is empty; send a JSON chat request"
 )
 
 
@@ -46,18 +49,8 @@ class Decision:
     cached: bool = False
 
 
-class RoutingStats:
-    """Counts of decisions and fallbacks, per gateway, for this process."""
-
-    def __init__(self) -> None:
-        self.decisions: Counter[tuple[str, str]] = Counter()
-        """(gateway, reason) -> requests."""
-        self.fallbacks: Counter[tuple[str, str]] = Counter()
-        """(gateway, cause) -> requests that fell back to the default agent."""
-
-
 class GatewayRouting:
-    """Built from a RoutingTable; raises ValueError if the table cannot be used."""
+    """An agent gateway. Built from a RoutingTable; ValueError if the table is unusable."""
 
     def __init__(
         self,
@@ -70,8 +63,6 @@ class GatewayRouting:
         names = [agent.name for agent in table.agents]
         if len(set(names)) != len(names):
             raise ValueError(f"gateway {table.gateway}: duplicate agent names")
-        if not names:
-            raise ValueError(f"gateway {table.gateway}: no agents")
         if table.default_agent not in names:
             raise ValueError(
                 f"gateway {table.gateway}: default agent {table.default_agent!r} "
@@ -86,50 +77,39 @@ class GatewayRouting:
             agent.name: Step(agent.name, agent.url, agent.timeout.ToTimedelta().total_seconds())
             for agent in table.agents
         }
-        kind = table.router.WhichOneof("kind")
-        self._embedded: EmbeddedRouter | None = None
-        self._orchestrator: OrchestratorClient | None = None
-        if kind == "embedded":
-            self._embedded = EmbeddedRouter(
-                [(agent.name, agent.description, list(agent.examples)) for agent in table.agents],
-                default_agent=table.default_agent,
-                min_score=table.router.embedded.min_score,
-            )
-        elif kind == "orchestrator":
-            if session is None:
-                raise ValueError(f"gateway {table.gateway}: the orchestrator needs an HTTP client")
-            self._orchestrator = OrchestratorClient(
-                _orchestrator_settings(table.router.orchestrator),
-                [Route(agent.name, agent.description) for agent in table.agents],
-                session,
-            )
-        else:
-            raise ValueError(f"gateway {table.gateway}: unsupported router {kind!r}")
+        self._chooser = build_chooser(
+            table.router,
+            [NamedRoute(a.name, a.description, list(a.examples)) for a in table.agents],
+            session,
+            f"gateway {table.gateway}",
+        )
         self._answers: Mapping[tuple[str, str], ep.ProcessingResponse] = {
             (name, reason): responses.route_to(name, reason)
             for name in names
             for reason in _REASONS
         }
 
+    def start(self) -> AgentExchange:
+        return AgentExchange(self)
+
     def knows(self, agent: str) -> bool:
         return agent in self._steps
 
     async def decide(self, turns: Sequence[Turn]) -> Decision:
-        if self._embedded is not None:
-            choice = self._embedded.route(turns)
-            reason = contract.REASON_EMBEDDED if choice.matched else contract.REASON_DEFAULT
-            return Decision(agents=(choice.agent,), reason=reason, score=choice.score)
-        assert self._orchestrator is not None
-        outcome = await self._orchestrator.decide(turns)
-        if outcome.cause is not None:
+        choice = await self._chooser.choose(turns)
+        if choice.cause is not None:
             return Decision(
                 agents=(self.default_agent,),
                 reason=contract.REASON_FALLBACK,
-                cause=outcome.cause,
-                detail=outcome.detail,
+                cause=choice.cause,
+                detail=choice.detail,
+            )
+        if not choice.names:
+            return Decision(
+                agents=(self.default_agent,), reason=contract.REASON_DEFAULT, score=choice.score
             )
         return Decision(
-            agents=outcome.agents, reason=contract.REASON_ORCHESTRATOR, cached=outcome.cached
+            agents=choice.names, reason=choice.by, score=choice.score, cached=choice.cached
         )
 
     async def respond(
@@ -146,7 +126,9 @@ class GatewayRouting:
             decision = Decision(agents=(pinned,), reason=contract.REASON_PINNED)
         else:
             decision = await self.decide(request.turns)
-        self._count(decision)
+        self._stats.count(
+            self.gateway, decision.reason, decision.cause, decision.detail, self.default_agent
+        )
         if len(decision.agents) == 1:
             yield self._answers[(decision.agents[0], decision.reason)]
             return
@@ -168,27 +150,30 @@ class GatewayRouting:
             return
         yield responses.route_sequence(decision.agents, decision.reason, json.dumps(grown).encode())
 
-    def _count(self, decision: Decision) -> None:
-        self._stats.decisions[(self.gateway, decision.reason)] += 1
-        if decision.cause is not None:
-            self._stats.fallbacks[(self.gateway, decision.cause)] += 1
-            log.warning(
-                "gateway %s: routing model failed (%s: %s); default agent %s serves",
-                self.gateway,
-                decision.cause,
-                decision.detail,
-                self.default_agent,
-            )
 
+class AgentExchange(Exchange):
+    """One request on an agent gateway: an optional pin, then the decision."""
 
-def _orchestrator_settings(router: rt.OrchestratorRouter) -> OrchestratorSettings:
-    return OrchestratorSettings(
-        url=router.url,
-        model=router.model,
-        timeout=router.timeout.ToTimedelta().total_seconds(),
-        max_turns=router.max_turns,
-        max_tokens=router.max_tokens,
-        max_concurrency=max(router.max_concurrency, 1),
-        cache_ttl=router.cache_ttl.ToTimedelta().total_seconds(),
-        cache_max_entries=router.cache_max_entries,
-    )
+    def __init__(self, routing: GatewayRouting) -> None:
+        self._routing = routing
+        self._pinned: str | None = None
+
+    def request_headers(self, headers: ep.HttpHeaders) -> ep.ProcessingResponse:
+        if headers.end_of_stream:
+            return self.finish(_EMPTY_BODY)  # no body will follow: nothing to route
+        routing = self._routing
+        if routing.allow_client_pinning:
+            self._pinned = header_value(headers, contract.AGENT_HEADER)
+            if self._pinned is not None and not routing.knows(self._pinned):
+                return self.finish(
+                    responses.error(
+                        404,
+                        "agent_not_found",
+                        f"no agent {self._pinned!r} on gateway {routing.gateway!r}",
+                    )
+                )
+        return responses.CONTINUE_HEADERS
+
+    async def request_body(self, body: bytes) -> AsyncIterator[ep.ProcessingResponse]:
+        async for answer in self._routing.respond(body, self._pinned):
+            yield answer

@@ -13,8 +13,9 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from meshroute.api.v1alpha1.routing_table_pb2 import RoutingTable
-from meshroute.ext_proc.routing import GatewayRouting, RoutingStats
+from meshroute.ext_proc.gateways import AnyRouting, build_routing
 from meshroute.ext_proc.server import ExternalProcessor, RoutingTables
+from meshroute.ext_proc.stats import RoutingStats
 from meshroute.ext_proc.table_client import TableClient
 from meshroute.lifecycle import wait_for_stop_signal
 
@@ -61,8 +62,8 @@ async def run_ext_proc(address: str, port: int, xds_target: str, node_id: str) -
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=HTTP_CONNECTIONS))
     stats = RoutingStats()
 
-    def build(table: RoutingTable) -> GatewayRouting:
-        return GatewayRouting(table, session, stats)
+    def build(table: RoutingTable) -> AnyRouting:
+        return build_routing(table, session, stats)
 
     client = asyncio.create_task(TableClient(xds_target, node_id, tables, build, ready).run())
     try:

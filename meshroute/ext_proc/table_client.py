@@ -19,7 +19,7 @@ from google.rpc import status_pb2
 
 from meshroute.api import contract
 from meshroute.api.v1alpha1 import routing_table_pb2 as rt
-from meshroute.ext_proc.routing import GatewayRouting
+from meshroute.ext_proc.gateways import AnyRouting
 from meshroute.ext_proc.server import RoutingTables
 
 log = logging.getLogger("meshroute.ext_proc.xds")
@@ -28,14 +28,14 @@ INITIAL_BACKOFF = 0.25
 MAX_BACKOFF = 5.0
 
 
-RoutingFactory = Callable[[rt.RoutingTable], GatewayRouting]
+RoutingFactory = Callable[[rt.RoutingTable], AnyRouting]
 
 
 def build_routing(
     response: discovery_pb2.DiscoveryResponse, factory: RoutingFactory
-) -> dict[str, GatewayRouting]:
+) -> dict[str, AnyRouting]:
     """Every table in `response`, ready to serve; ValueError if any is unusable."""
-    built: dict[str, GatewayRouting] = {}
+    built: dict[str, AnyRouting] = {}
     for resource in response.resources:
         table = rt.RoutingTable()
         if not resource.Unpack(table):

@@ -27,24 +27,33 @@ def test_a_stream_in_flight_during_a_reload_completes(tmp_path: Path) -> None:
     )
     stack = UpStack([config], {"g": port})
     lines: list[str] = []
+    problems: list[str] = []
     started = threading.Event()
 
     def stream() -> None:
-        with httpx.stream(
-            "POST",
-            stack.url("g"),
-            json={"messages": [{"role": "user", "content": "talk"}], "stream": True},
-            timeout=60,
-        ) as response:
-            for line in response.iter_lines():
-                if line.startswith("data: "):
-                    lines.append(line)
-                    started.set()
+        try:
+            with httpx.stream(
+                "POST",
+                stack.url("g"),
+                json={"messages": [{"role": "user", "content": "talk"}], "stream": True},
+                timeout=60,
+            ) as response:
+                if response.status_code != 200:
+                    problems.append(f"HTTP {response.status_code}: {response.read()!r}")
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        lines.append(line)
+                        started.set()
+        except httpx.HTTPError as error:
+            problems.append(repr(error))
+        finally:
+            started.set()
 
     reader = threading.Thread(target=stream)
     try:
         reader.start()
         assert started.wait(timeout=30)
+        assert not problems, problems
         mark = len(stack.process.lines)
         (config / "more.yaml").write_text(agent_yaml("newcomer", "Arrives mid-stream", talker.url))
         (config / "agents.yaml").write_text(

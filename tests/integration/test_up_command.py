@@ -15,7 +15,7 @@ from tests.support.configs import agent_yaml, quickstart_config
 from tests.support.processes import ManagedProcess, free_port, meshroute_argv, port_open
 from tests.support.stack import UpStack
 
-QUICKSTART_PORTS = (8001, 9100, 9901, 18000, 18001)
+QUICKSTART_PORTS = (8001, 12000, 9100, 9200, 9901, 18000, 18001, 18002)
 
 
 def children_of(pid: int) -> list[int]:
@@ -45,9 +45,8 @@ def test_up_with_no_path_runs_the_quickstart_and_stops_cleanly_on_sigterm() -> N
     try:
         up.wait_for_line(r"^meshroute is up\.")
         children = children_of(up.process.pid)
-        assert len(children) == 4, [
-            command_of(pid) for pid in children
-        ]  # demo, cp, ext_proc, envoy
+        # demo agents and models, control plane, ext_proc, Envoy
+        assert len(children) == 5, [command_of(pid) for pid in children]
         question = "Will it rain in Paris tomorrow?"
         response = httpx.post(
             "http://localhost:8001/v1/chat/completions",

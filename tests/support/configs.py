@@ -9,15 +9,30 @@ REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "examples" / "quickstart"
 QUICKSTART_DEMO_ENDPOINT = "http://127.0.0.1:9100"
 QUICKSTART_GATEWAY_PORT_LINE = "port: 8001"
+QUICKSTART_MODELS_ENDPOINT = "http://127.0.0.1:9200"
+QUICKSTART_MODEL_GATEWAY_PORT_LINE = "port: 12000"
+QUICKSTART_MODELS = "models.yaml"
 
 
-def quickstart_config(directory: Path, gateway_port: int, demo_agents_port: int) -> Path:
-    """The quickstart config, unchanged but for its ports."""
+def quickstart_config(
+    directory: Path,
+    gateway_port: int,
+    demo_agents_port: int,
+    models: tuple[int, int] | None = None,
+) -> Path:
+    """The quickstart config, unchanged but for its ports. The model gateway (and its
+    providers) comes along only with `models`: (model gateway port, demo models port)."""
     directory.mkdir(parents=True, exist_ok=True)
     for source in QUICKSTART.glob("*.yaml"):
+        if source.name == QUICKSTART_MODELS and models is None:
+            continue
         text = source.read_text()
         text = text.replace(QUICKSTART_DEMO_ENDPOINT, f"http://127.0.0.1:{demo_agents_port}")
         text = text.replace(QUICKSTART_GATEWAY_PORT_LINE, f"port: {gateway_port}")
+        if models is not None:
+            gateway, backends = models
+            text = text.replace(QUICKSTART_MODELS_ENDPOINT, f"http://127.0.0.1:{backends}")
+            text = text.replace(QUICKSTART_MODEL_GATEWAY_PORT_LINE, f"port: {gateway}")
         (directory / source.name).write_text(text)
     return directory
 

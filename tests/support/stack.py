@@ -9,6 +9,8 @@ control plane, and watch what each side does.
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
@@ -19,11 +21,17 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from meshroute.control_plane.bootstrap import BootstrapSettings, render_bootstrap
+from meshroute.control_plane.bootstrap import BootstrapSettings, XdsProtocol, render_bootstrap
 from meshroute.control_plane.config import load_config
+from meshroute.control_plane.credentials import read_credentials
 from meshroute.control_plane.translate.deployment import DeploymentSettings
 from meshroute.control_plane.translate.snapshot import Resources, translate
-from meshroute.control_plane.xds.server import AggregatedDiscoveryService, start_xds_server
+from meshroute.control_plane.xds.delta import DeltaTypeState
+from meshroute.control_plane.xds.server import (
+    AdsStream,
+    AggregatedDiscoveryService,
+    start_xds_server,
+)
 from meshroute.control_plane.xds.snapshot import SnapshotCache
 from meshroute.control_plane.xds.sotw import TypeState
 from meshroute.envoy_binary import envoy_binary
@@ -35,7 +43,14 @@ T = TypeVar("T")
 class UpStack:
     """`meshroute up PATH...` with every port chosen free."""
 
-    def __init__(self, paths: list[Path], gateway_ports: dict[str, int]) -> None:
+    def __init__(
+        self,
+        paths: list[Path],
+        gateway_ports: dict[str, int],
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """`env`: extra environment for `up` and so for its children (provider keys)."""
+        self.paths = paths
         self.gateway_ports = gateway_ports
         self.admin_port = free_port()
         self.xds_port = free_port()
@@ -57,6 +72,7 @@ class UpStack:
                 "--envoy-concurrency",
                 "1",
             ),
+            env=env,
         )
         self.process.wait_for_line(r"^meshroute is up\.")
 
@@ -105,15 +121,21 @@ class ControlPlaneThread:
     def push(self, resources: Resources) -> str:
         return self.call(self._set, resources)
 
-    def type_states(self, node_prefix: str) -> dict[str, TypeState]:
-        """A copy of the per-type stream state of the (one) node whose id starts so."""
+    def type_states(self, node_prefix: str) -> dict[str, TypeState | DeltaTypeState]:
+        """A copy of the per-type stream state of the (one) node whose id starts so
+        (SotW or incremental: both record acked_version, nacked_version, nack_detail)."""
+        stream = self.stream(node_prefix)
+        return dict(stream.types) if stream is not None else {}
 
-        def collect() -> dict[str, TypeState]:
+    def stream(self, node_prefix: str) -> AdsStream | None:
+        """A copy of the stream of the (one) node whose id starts so, if it is connected."""
+
+        def collect() -> AdsStream | None:
             service: AggregatedDiscoveryService = self.service
             for stream in service.streams.values():
                 if stream.node_id and stream.node_id.startswith(node_prefix):
-                    return {url: TypeState(**vars(state)) for url, state in stream.types.items()}
-            return {}
+                    return copy.deepcopy(stream)
+            return None
 
         return self.call(collect)
 
@@ -150,10 +172,11 @@ def envoy_live(admin_port: int) -> bool:
 class ComponentStack:
     """Control plane (in-process) + `meshroute ext-proc` + Envoy, each separately stoppable.
 
-    Serves the config in `config_dir`, with every listener on loopback.
+    Serves the config in `config_dir`, with every listener on loopback. Envoy speaks
+    State-of-the-World ADS, or incremental ADS with `xds_protocol="delta"`.
     """
 
-    def __init__(self, config_dir: Path, workdir: Path) -> None:
+    def __init__(self, config_dir: Path, workdir: Path, xds_protocol: XdsProtocol = "sotw") -> None:
         self.config_dir = config_dir
         self.settings = DeploymentSettings(bind_address="127.0.0.1", internal_port=free_port())
         config = load_config([config_dir])
@@ -171,6 +194,7 @@ class ComponentStack:
                     admin_port=self.admin_port,
                     xds_port=self.control_plane.port,
                     ext_proc_port=self.ext_proc_port,
+                    xds_protocol=xds_protocol,
                 )
             )
         )
@@ -190,11 +214,14 @@ class ComponentStack:
         )
         self.envoy.wait_until(lambda: envoy_live(self.admin_port), "Envoy is LIVE")
         for port in [*self.gateway_ports.values(), self.settings.internal_port]:
-            self.envoy.wait_until(lambda p=port: port_open(p), f"port {port} is open")
+            self.envoy.wait_until(functools.partial(port_open, port), f"port {port} is open")
 
     def translate(self) -> Resources:
-        """The config directory as it is now, as resources for this stack."""
-        return translate(load_config([self.config_dir]), self.settings)
+        """The config directory as it is now, as resources for this stack (with the
+        providers' keys read from this process's environment, as the control plane
+        reads its own)."""
+        config = load_config([self.config_dir])
+        return translate(config, self.settings, read_credentials(config, self.settings.secrets_dir))
 
     def start_ext_proc(self) -> None:
         self.ext_proc = ManagedProcess(

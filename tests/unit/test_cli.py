@@ -5,10 +5,23 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
+from google.protobuf import json_format, message
 
-from meshroute.control_plane.bootstrap import BootstrapSettings, render_bootstrap
+from meshroute.control_plane.bootstrap import (
+    BootstrapSettings,
+    message_to_dict,
+    render_bootstrap,
+    static_bootstrap,
+    to_yaml,
+)
+from meshroute.control_plane.translate.snapshot import Resources
 from meshroute.envoy_binary import validate_config
 from tests.support.configs import QUICKSTART, agent_yaml, documents, gateway_yaml
 from tests.support.orchestrator import StandInOrchestrator
@@ -24,7 +37,7 @@ def meshroute(*args: str) -> subprocess.CompletedProcess[str]:
 def test_validate_accepts_the_quickstart() -> None:
     result = meshroute("validate", str(QUICKSTART))
     assert result.returncode == 0, result.stderr
-    assert "config OK: 3 agent(s), 1 gateway(s)" in result.stdout
+    assert "config OK: 3 agent(s), 2 LLM provider(s), 2 gateway(s)" in result.stdout
 
 
 def test_validate_names_file_object_and_field_and_exits_1(tmp_path: Path) -> None:
@@ -49,10 +62,12 @@ def test_render_prints_resources_envoy_accepts(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     rendered = yaml.safe_load(result.stdout)
     assert [listener["name"] for listener in rendered["listeners"]] == [
+        "gateway_llm",
         "gateway_travel",
         "meshroute_internal",
     ]
     assert [route["name"] for route in rendered["routes"]] == [
+        "gateway_llm",
         "gateway_travel",
         "meshroute_internal",
     ]
@@ -60,18 +75,38 @@ def test_render_prints_resources_envoy_accepts(tmp_path: Path) -> None:
         "agent_currency",
         "agent_flights",
         "agent_weather",
+        "provider_demo-anthropic",
+        "provider_demo-openai",
     ]
-    # Envoy itself checks the rendered resources, served as one static config with the
-    # routes inlined where the listener would fetch them over RDS.
-    bootstrap = yaml.safe_load(render_bootstrap(BootstrapSettings()))
-    del bootstrap["dynamic_resources"]
-    routes = {route["name"]: route for route in rendered["routes"]}
-    for listener in rendered["listeners"]:
-        manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
-        manager["route_config"] = routes[manager.pop("rds")["route_config_name"]]
-    bootstrap["static_resources"]["listeners"] = rendered["listeners"]
-    bootstrap["static_resources"]["clusters"] += rendered["clusters"]
-    validate_config(yaml.safe_dump(bootstrap))
+    # Envoy itself checks what was printed: parsed back into the Envoy API's messages,
+    # it is served as one static config (as the control plane's own last gate does).
+    resources = Resources(
+        listeners=[parse(item, listener_pb2.Listener()) for item in rendered["listeners"]],
+        routes=[parse(item, route_pb2.RouteConfiguration()) for item in rendered["routes"]],
+        clusters=[parse(item, cluster_pb2.Cluster()) for item in rendered["clusters"]],
+        secrets=[parse(item, secret_pb2.Secret()) for item in rendered["secrets"]],
+    )
+    validate_config(to_yaml(message_to_dict(static_bootstrap(resources, BootstrapSettings()))))
+
+
+def test_render_never_shows_a_key(tmp_path: Path) -> None:
+    result = subprocess.run(
+        meshroute_argv("render", str(QUICKSTART)),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DEMO_OPENAI_API_KEY": "sk-do-not-print-me"},
+        check=True,
+    )
+    assert "sk-do-not-print-me" not in result.stdout
+    secrets = yaml.safe_load(result.stdout)["secrets"]
+    assert [s["generic_secret"]["secret"]["inline_string"] for s in secrets] == ["REDACTED"] * 2
+
+
+M = TypeVar("M", bound=message.Message)
+
+
+def parse(data: dict[str, object], into: M) -> M:
+    return json_format.ParseDict(data, into)
 
 
 def test_render_of_a_bad_config_exits_1() -> None:
@@ -81,7 +116,9 @@ def test_render_of_a_bad_config_exits_1() -> None:
 
 
 def test_route_prints_the_decision_and_why() -> None:
-    result = meshroute("route", str(QUICKSTART), "--message", "Is UA 901 on time?")
+    result = meshroute(
+        "route", str(QUICKSTART), "--gateway", "travel", "--message", "Is UA 901 on time?"
+    )
     assert result.returncode == 0, result.stderr
     fields = dict(line.split(":", 1) for line in result.stdout.splitlines())
     assert fields["gateway"].strip() == "travel"
@@ -91,7 +128,7 @@ def test_route_prints_the_decision_and_why() -> None:
 
 
 def test_route_falls_back_to_the_default_and_says_so() -> None:
-    result = meshroute("route", str(QUICKSTART), "--message", "hello")
+    result = meshroute("route", str(QUICKSTART), "--gateway", "travel", "--message", "hello")
     fields = dict(line.split(":", 1) for line in result.stdout.splitlines())
     assert (fields["agent"].strip(), fields["reason"].strip()) == ("weather", "default")
     assert "minScore" in fields["why"]
@@ -100,7 +137,7 @@ def test_route_falls_back_to_the_default_and_says_so() -> None:
 def test_route_needs_a_known_gateway() -> None:
     result = meshroute("route", str(QUICKSTART), "--message", "x", "--gateway", "nope")
     assert result.returncode == 1
-    assert "no Gateway named 'nope' (known: travel)" in result.stderr
+    assert "no Gateway named 'nope' (known: llm, travel)" in result.stderr
 
 
 def test_the_bootstrap_template_is_valid_envoy_config() -> None:
@@ -116,8 +153,8 @@ def test_flags_have_environment_twins() -> None:
         env=environment,
         check=True,
     )
-    listener = yaml.safe_load(rendered.stdout)["listeners"][0]
-    assert listener["name"] == "gateway_travel"
+    listeners = {item["name"]: item for item in yaml.safe_load(rendered.stdout)["listeners"]}
+    listener = listeners["gateway_travel"]
     assert listener["address"]["socket_address"]["address"] == "127.0.0.9"
     helped = subprocess.run(
         meshroute_argv("render", "--help"),

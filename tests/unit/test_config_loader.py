@@ -254,10 +254,3 @@ def test_orchestrator_references_are_checked(
     )
     errors = errors_of(path)
     assert any(e.field == field and message in e.message for e in errors), errors
-
-
-def test_provider_credentials_are_refused_clearly_until_supported(tmp_path: Path) -> None:
-    path = write(tmp_path, PROVIDER.replace("models:", "auth: {fromEnv: KEY}, models:"))
-    [error] = errors_of(path)
-    assert error.field == "spec.auth"
-    assert "credentials are not supported yet" in error.message

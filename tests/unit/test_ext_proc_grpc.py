@@ -23,7 +23,7 @@ from meshroute.control_plane.translate.snapshot import Resources, translate
 from meshroute.control_plane.xds import type_urls
 from meshroute.control_plane.xds.server import AggregatedDiscoveryService, start_xds_server
 from meshroute.control_plane.xds.snapshot import SnapshotCache
-from meshroute.ext_proc.routing import GatewayRouting
+from meshroute.ext_proc.gateways import build_routing
 from meshroute.ext_proc.server import ExternalProcessor, RoutingTables
 from meshroute.ext_proc.table_client import TableClient
 from tests.support.configs import QUICKSTART
@@ -31,6 +31,10 @@ from tests.support.configs import QUICKSTART
 
 def quickstart() -> Resources:
     return translate(load_config([QUICKSTART]))
+
+
+def travel(resources: Resources) -> rt.RoutingTable:
+    return next(table for table in resources.routing_tables if table.gateway == "travel")
 
 
 async def until(condition: Callable[[], object]) -> None:
@@ -66,7 +70,7 @@ async def tables(control_plane: ControlPlane) -> AsyncIterator[RoutingTables]:
         ready.set()
 
     client = asyncio.create_task(
-        TableClient(f"127.0.0.1:{port}", "unit-ext-proc", tables, GatewayRouting, on_first).run()
+        TableClient(f"127.0.0.1:{port}", "unit-ext-proc", tables, build_routing, on_first).run()
     )
     await ready.wait()
     yield tables
@@ -152,7 +156,7 @@ async def test_the_subscription_acks_and_follows_new_snapshots(
 ) -> None:
     cache, service = control_plane.cache, control_plane.service
     assert tables.version == "1"
-    assert list(tables.by_gateway) == ["travel"]
+    assert sorted(tables.by_gateway) == ["llm", "travel"]
 
     def acked(version: str) -> bool:
         states = [s.types.get(type_urls.ROUTING_TABLE) for s in service.streams.values()]
@@ -160,7 +164,7 @@ async def test_the_subscription_acks_and_follows_new_snapshots(
 
     await until(lambda: acked("1"))
     changed = quickstart()
-    changed.routing_tables[0].default_agent = "flights"
+    travel(changed).default_agent = "flights"
     cache.set_resources(changed)
     await until(lambda: tables.version == "2")
     assert tables.by_gateway["travel"].default_agent == "flights"
@@ -172,7 +176,7 @@ async def test_an_unusable_table_is_nacked_and_the_last_good_one_kept(
 ) -> None:
     cache, service = control_plane.cache, control_plane.service
     broken = quickstart()
-    broken.routing_tables[0].default_agent = "nobody"
+    travel(broken).default_agent = "nobody"
     cache.set_resources(broken)
 
     def nacked() -> str | None:

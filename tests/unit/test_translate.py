@@ -40,9 +40,9 @@ def manager_of(resources: Resources, name: str = "gateway_travel") -> hcm_pb2.Ht
 
 
 def test_one_listener_per_gateway_on_its_port_with_the_body_limit(quickstart: Resources) -> None:
-    listener, internal = quickstart.listeners
-    assert internal.name == "meshroute_internal"
-    assert listener.name == "gateway_travel"
+    listeners = {listener.name: listener for listener in quickstart.listeners}
+    assert sorted(listeners) == ["gateway_llm", "gateway_travel", "meshroute_internal"]
+    listener = listeners["gateway_travel"]
     assert listener.address.socket_address.address == "127.0.0.1"
     assert listener.address.socket_address.port_value == 8001
     assert listener.per_connection_buffer_limit_bytes.value == 8 * 2**20
@@ -93,7 +93,7 @@ def test_one_header_match_route_per_agent_then_the_fallbacks(quickstart: Resourc
         "agent_flights",
         "agent_currency",
         "undecided",
-        "method_not_allowed",
+        "method_not_allowed/v1/chat/completions",
         "not_found",
     ]
     flights = routes["agent_flights"]
@@ -116,7 +116,7 @@ def test_one_header_match_route_per_agent_then_the_fallbacks(quickstart: Resourc
 
 def test_routes_that_need_no_decision_skip_the_sidecar(quickstart: Resources) -> None:
     routes = routes_by_name(quickstart)
-    for name in ("method_not_allowed", "not_found"):
+    for name in ("method_not_allowed/v1/chat/completions", "not_found"):
         per_route = ext_proc_pb2.ExtProcPerRoute()
         assert routes[name].typed_per_filter_config["envoy.filters.http.ext_proc"].Unpack(per_route)
         assert per_route.disabled
@@ -179,8 +179,7 @@ def test_clusters_static_for_ips_dns_for_names_tls_for_https(tmp_path: Path) -> 
 
 
 def test_routing_tables_carry_descriptions_examples_and_the_default(quickstart: Resources) -> None:
-    [table] = quickstart.routing_tables
-    assert table.gateway == "travel"
+    table = next(t for t in quickstart.routing_tables if t.gateway == "travel")
     assert [agent.name for agent in table.agents] == ["weather", "flights", "currency"]
     assert table.default_agent == "weather"
     assert "Is UA 901 on time?" in table.agents[1].examples

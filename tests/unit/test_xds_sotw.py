@@ -20,7 +20,8 @@ NODE = base_pb2.Node(id="envoy-1")
 
 
 def quickstart() -> Resources:
-    return translate(load_config([QUICKSTART]))
+    """The quickstart's agent gateway alone: three agent clusters, one gateway."""
+    return translate(load_config([QUICKSTART / "agents.yaml", QUICKSTART / "gateway.yaml"]))
 
 
 def request(

@@ -25,21 +25,37 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*meshroute/api/v1alpha1/routing_table.proto\x12\x16meshroute.api.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\"\xb9\x01\n\x0cRoutingTable\x12\x0f\n\x07gateway\x18\x01 \x01(\t\x12\x33\n\x06\x61gents\x18\x02 \x03(\x0b\x32#.meshroute.api.v1alpha1.AgentTarget\x12\x15\n\rdefault_agent\x18\x03 \x01(\t\x12.\n\x06router\x18\x04 \x01(\x0b\x32\x1e.meshroute.api.v1alpha1.Router\x12\x1c\n\x14\x61llow_client_pinning\x18\x05 \x01(\x08\"{\n\x0b\x41gentTarget\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x10\n\x08\x65xamples\x18\x03 \x03(\t\x12\x0b\n\x03url\x18\x04 \x01(\t\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x90\x01\n\x06Router\x12:\n\x08\x65mbedded\x18\x01 \x01(\x0b\x32&.meshroute.api.v1alpha1.EmbeddedRouterH\x00\x12\x42\n\x0corchestrator\x18\x02 \x01(\x0b\x32*.meshroute.api.v1alpha1.OrchestratorRouterH\x00\x42\x06\n\x04kind\"#\n\x0e\x45mbeddedRouter\x12\x11\n\tmin_score\x18\x01 \x01(\x01\"\xe5\x01\n\x12OrchestratorRouter\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tmax_turns\x18\x04 \x01(\r\x12\x12\n\nmax_tokens\x18\x05 \x01(\r\x12\x17\n\x0fmax_concurrency\x18\x06 \x01(\r\x12,\n\tcache_ttl\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11\x63\x61\x63he_max_entries\x18\x08 \x01(\rb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*meshroute/api/v1alpha1/routing_table.proto\x12\x16meshroute.api.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\"\xef\x01\n\x0cRoutingTable\x12\x0f\n\x07gateway\x18\x01 \x01(\t\x12\x33\n\x06\x61gents\x18\x02 \x03(\x0b\x32#.meshroute.api.v1alpha1.AgentTarget\x12\x15\n\rdefault_agent\x18\x03 \x01(\t\x12.\n\x06router\x18\x04 \x01(\x0b\x32\x1e.meshroute.api.v1alpha1.Router\x12\x1c\n\x14\x61llow_client_pinning\x18\x05 \x01(\x08\x12\x34\n\x06models\x18\x06 \x01(\x0b\x32$.meshroute.api.v1alpha1.ModelRouting\"\xf0\x02\n\x0cModelRouting\x12\x42\n\x07targets\x18\x01 \x03(\x0b\x32\x31.meshroute.api.v1alpha1.ModelRouting.TargetsEntry\x12\x42\n\x07\x61liases\x18\x02 \x03(\x0b\x32\x31.meshroute.api.v1alpha1.ModelRouting.AliasesEntry\x12\x15\n\rdefault_model\x18\x03 \x01(\t\x12<\n\x0bpreferences\x18\x04 \x03(\x0b\x32\'.meshroute.api.v1alpha1.ModelPreference\x1aS\n\x0cTargetsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x32\n\x05value\x18\x02 \x01(\x0b\x32#.meshroute.api.v1alpha1.ModelTarget:\x02\x38\x01\x1a.\n\x0c\x41liasesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x99\x01\n\x0bModelTarget\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x10\n\x08model_id\x18\x03 \x01(\t\x12\x30\n\x03\x61pi\x18\x04 \x01(\x0e\x32#.meshroute.api.v1alpha1.ProviderApi\x12\x0c\n\x04path\x18\x05 \x01(\t\x12\x18\n\x10passthrough_auth\x18\x06 \x01(\x08\"C\n\x0fModelPreference\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"{\n\x0b\x41gentTarget\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x10\n\x08\x65xamples\x18\x03 \x03(\t\x12\x0b\n\x03url\x18\x04 \x01(\t\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x90\x01\n\x06Router\x12:\n\x08\x65mbedded\x18\x01 \x01(\x0b\x32&.meshroute.api.v1alpha1.EmbeddedRouterH\x00\x12\x42\n\x0corchestrator\x18\x02 \x01(\x0b\x32*.meshroute.api.v1alpha1.OrchestratorRouterH\x00\x42\x06\n\x04kind\"#\n\x0e\x45mbeddedRouter\x12\x11\n\tmin_score\x18\x01 \x01(\x01\"\xe5\x01\n\x12OrchestratorRouter\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tmax_turns\x18\x04 \x01(\r\x12\x12\n\nmax_tokens\x18\x05 \x01(\r\x12\x17\n\x0fmax_concurrency\x18\x06 \x01(\r\x12,\n\tcache_ttl\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11\x63\x61\x63he_max_entries\x18\x08 \x01(\r*X\n\x0bProviderApi\x12\x1c\n\x18PROVIDER_API_UNSPECIFIED\x10\x00\x12\n\n\x06OPENAI\x10\x01\x12\r\n\tANTHROPIC\x10\x02\x12\x10\n\x0c\x41ZURE_OPENAI\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'meshroute.api.v1alpha1.routing_table_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_MODELROUTING_TARGETSENTRY']._loaded_options = None
+  _globals['_MODELROUTING_TARGETSENTRY']._serialized_options = b'8\001'
+  _globals['_MODELROUTING_ALIASESENTRY']._loaded_options = None
+  _globals['_MODELROUTING_ALIASESENTRY']._serialized_options = b'8\001'
+  _globals['_PROVIDERAPI']._serialized_start=1481
+  _globals['_PROVIDERAPI']._serialized_end=1569
   _globals['_ROUTINGTABLE']._serialized_start=103
-  _globals['_ROUTINGTABLE']._serialized_end=288
-  _globals['_AGENTTARGET']._serialized_start=290
-  _globals['_AGENTTARGET']._serialized_end=413
-  _globals['_ROUTER']._serialized_start=416
-  _globals['_ROUTER']._serialized_end=560
-  _globals['_EMBEDDEDROUTER']._serialized_start=562
-  _globals['_EMBEDDEDROUTER']._serialized_end=597
-  _globals['_ORCHESTRATORROUTER']._serialized_start=600
-  _globals['_ORCHESTRATORROUTER']._serialized_end=829
+  _globals['_ROUTINGTABLE']._serialized_end=342
+  _globals['_MODELROUTING']._serialized_start=345
+  _globals['_MODELROUTING']._serialized_end=713
+  _globals['_MODELROUTING_TARGETSENTRY']._serialized_start=582
+  _globals['_MODELROUTING_TARGETSENTRY']._serialized_end=665
+  _globals['_MODELROUTING_ALIASESENTRY']._serialized_start=667
+  _globals['_MODELROUTING_ALIASESENTRY']._serialized_end=713
+  _globals['_MODELTARGET']._serialized_start=716
+  _globals['_MODELTARGET']._serialized_end=869
+  _globals['_MODELPREFERENCE']._serialized_start=871
+  _globals['_MODELPREFERENCE']._serialized_end=938
+  _globals['_AGENTTARGET']._serialized_start=940
+  _globals['_AGENTTARGET']._serialized_end=1063
+  _globals['_ROUTER']._serialized_start=1066
+  _globals['_ROUTER']._serialized_end=1210
+  _globals['_EMBEDDEDROUTER']._serialized_start=1212
+  _globals['_EMBEDDEDROUTER']._serialized_end=1247
+  _globals['_ORCHESTRATORROUTER']._serialized_start=1250
+  _globals['_ORCHESTRATORROUTER']._serialized_end=1479
 # @@protoc_insertion_point(module_scope)

@@ -129,14 +129,21 @@ def _parse_object(data: Any, source: Source, errors: list[ConfigError]) -> Objec
 def _as_written(location: Sequence[str | int], data: Any) -> list[str | int]:
     """Pydantic's error location as the user wrote it.
 
-    For a union picked by `type` (a Gateway's router), pydantic inserts the chosen
-    tag into the location ("spec.router.orchestrator.timeout"); the YAML has no
-    such key, so it is dropped.
+    For a union picked by `type` (a Gateway's spec, a router), pydantic inserts the
+    chosen tag into the location ("spec.router.orchestrator.timeout"); the YAML has
+    no such key, so it is dropped.
     """
     written: list[str | int] = []
     node = data
-    for part in location:
-        if isinstance(node, dict) and part not in node and node.get("type") == part:
+    parts = list(location)
+    for index, part in enumerate(parts):
+        following = parts[index + 1] if index + 1 < len(parts) else None
+        is_tag = (
+            isinstance(node, dict)
+            and part not in node
+            and (node.get("type") == part or ("type" not in node and following is not None))
+        )
+        if is_tag:
             continue
         written.append(part)
         if isinstance(node, dict):

@@ -15,9 +15,11 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     BeforeValidator,
+    Discriminator,
     Field,
     PlainSerializer,
     StringConstraints,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -205,29 +207,60 @@ class Agent(_Object):
 # ---------------------------------------------------------------------- LLMProvider
 
 
+class SecretKeyRef(Spec):
+    """One key of a Kubernetes Secret (mounted as files: a directory per Secret)."""
+
+    name: Name
+    key: NonEmptyText
+
+
+class AuthSpec(Spec):
+    """Where the provider's API key comes from: exactly one of the three."""
+
+    from_env: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    """An environment variable of the control plane."""
+    secret_ref: SecretKeyRef | None = None
+    """A Kubernetes Secret's key, read from the control plane's secrets directory."""
+    passthrough: bool = False
+    """Forward the client's own key instead of injecting one."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> AuthSpec:
+        given = [self.from_env is not None, self.secret_ref is not None, self.passthrough]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of `fromEnv`, `secretRef`, `passthrough: true`")
+        return self
+
+
+ProviderApi = Literal["openai", "azure-openai", "anthropic"]
+
+
 class LLMProviderSpec(UpstreamPolicySpec):
-    api: Literal["openai"] = "openai"
+    api: ProviderApi = "openai"
     """The API the provider speaks. `openai` covers every OpenAI-compatible server
     (OpenAI, vLLM, Ollama, LiteLLM, ...)."""
     endpoint: BaseUrl
     """The API's base URL, e.g. "https://api.openai.com" or "http://vllm.ml.svc:8000";
     a path prefix is kept ("https://api.groq.com/openai")."""
     models: dict[NonEmptyText, NonEmptyText] = Field(min_length=1)
-    """Model names this config uses -> the model id the provider expects."""
+    """Model names clients use -> the model id (for azure-openai: the deployment) the
+    provider expects."""
+    api_version: NonEmptyText | None = None
+    """azure-openai only: the `api-version` query parameter, e.g. "2024-10-21"."""
     timeout: PositiveDuration = timedelta(seconds=60)
     """Idle timeout of one call to the provider."""
-    auth: None = None
-    """Credentials are not supported yet: use a provider that needs no key (such as
-    a self-hosted vLLM), or put an authenticating proxy in front of it."""
+    auth: AuthSpec | None = None
+    """The API key Envoy injects for this provider (never logged, never rendered)."""
 
-    @field_validator("auth", mode="before")
-    @classmethod
-    def _no_auth_yet(cls, value: object) -> None:
-        if value is not None:
-            raise ValueError(
-                "provider credentials are not supported yet; use a provider that needs no "
-                "API key, or an authenticating proxy in front of it"
-            )
+    @model_validator(mode="after")
+    def _azure_needs_a_version(self) -> LLMProviderSpec:
+        if self.api == "azure-openai" and self.api_version is None:
+            raise ValueError("api azure-openai needs `apiVersion` (e.g. '2024-10-21')")
+        if self.api != "azure-openai" and self.api_version is not None:
+            raise ValueError("`apiVersion` only applies to api azure-openai")
+        if "auto" in self.models:
+            raise ValueError("'auto' is reserved for preference routing; name the model otherwise")
+        return self
 
 
 class LLMProvider(_Object):
@@ -287,18 +320,23 @@ class OrchestratorRouterSpec(Spec):
 RouterSpec = Annotated[EmbeddedRouterSpec | OrchestratorRouterSpec, Field(discriminator="type")]
 
 
-class GatewaySpec(Spec):
-    type: Literal["agent"] = "agent"
+class _GatewayCommon(Spec):
     port: int = Field(ge=1, le=65535)
-    agents: list[GatewayAgent] = Field(min_length=1)
     router: RouterSpec = Field(default_factory=EmbeddedRouterSpec)
     defaults: UpstreamPolicySpec | None = None
     """Policies for the agents and providers this Gateway uses that do not set their own."""
+    max_request_bytes: Annotated[ByteSize, Field(le=2**30)] = 8 * 2**20
+    """Largest request body accepted; larger ones get 413."""
+
+
+class AgentGatewaySpec(_GatewayCommon):
+    """A gateway in front of agents: each chat request goes to the agent(s) that fit."""
+
+    type: Literal["agent"] = "agent"
+    agents: list[GatewayAgent] = Field(min_length=1)
     allow_client_pinning: bool = False
     """Let clients choose the agent with an x-meshroute-agent header (reason
     `pinned`). Off by default: the gateway strips the header."""
-    max_request_bytes: Annotated[ByteSize, Field(le=2**30)] = 8 * 2**20
-    """Largest request body accepted; larger ones get 413."""
     failure_mode: Literal["closed", "open"] = "closed"
     """When the routing sidecar cannot be reached: `closed` answers 503, `open` sends
     the request to the default agent."""
@@ -309,6 +347,53 @@ class GatewaySpec(Spec):
         if len(self.agents) == 1:
             return self.agents[0].name
         return next(agent.name for agent in self.agents if agent.default)
+
+
+class RoutingPreference(Spec):
+    """For `model: auto`: what kind of request should go to which models."""
+
+    name: NonEmptyText
+    description: NonEmptyText
+    """What requests this preference is for; the router reads it."""
+    models: list[NonEmptyText] = Field(min_length=1)
+    """Model names or aliases, best first; the first one serves."""
+
+
+class ModelGatewaySpec(_GatewayCommon):
+    """A gateway in front of LLM providers, for OpenAI and Anthropic clients alike.
+
+    It serves every model of every LLMProvider by the name in the provider's
+    `models`, plus the aliases here, plus `auto`.
+    """
+
+    type: Literal["model"]
+    default_model: NonEmptyText
+    """Serves requests that name no model (a model name or an alias)."""
+    model_aliases: dict[NonEmptyText, NonEmptyText] = Field(default_factory=dict)
+    """Extra names -> model names, e.g. {fast: gpt-4o-mini}."""
+    routing_preferences: list[RoutingPreference] = Field(default_factory=list)
+    """For `model: auto`: routed by this gateway's router over the descriptions."""
+
+    @model_validator(mode="after")
+    def _auto_is_reserved(self) -> ModelGatewaySpec:
+        if "auto" in self.model_aliases:
+            raise ValueError("'auto' is reserved for preference routing")
+        names = [preference.name for preference in self.routing_preferences]
+        if len(set(names)) != len(names):
+            raise ValueError("routing preference names must be unique")
+        return self
+
+
+def _gateway_type(value: object) -> str:
+    if isinstance(value, dict):
+        return str(value.get("type", "agent"))
+    return str(getattr(value, "type", "agent"))
+
+
+GatewaySpec = Annotated[
+    Annotated[AgentGatewaySpec, Tag("agent")] | Annotated[ModelGatewaySpec, Tag("model")],
+    Discriminator(_gateway_type),
+]
 
 
 class Gateway(_Object):
@@ -329,5 +414,15 @@ class Config:
     providers: dict[str, LLMProvider] = field(default_factory=dict)
     policies: dict[str, ResolvedPolicy] = field(default_factory=dict)
     """`Kind/name` of every Agent and LLMProvider -> the policy Envoy applies to it."""
+
+    @property
+    def model_names(self) -> dict[str, LLMProvider]:
+        """Every model name clients may use (before aliases) -> the provider serving it."""
+        return {
+            name: provider
+            for provider in sorted(self.providers.values(), key=lambda p: p.name)
+            for name in provider.spec.models
+        }
+
     sources: dict[str, Source] = field(default_factory=dict, repr=False, compare=False)
     """`Kind/name` -> where it was written; for error messages."""

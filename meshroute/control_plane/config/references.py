@@ -12,18 +12,23 @@ from pydantic.alias_generators import to_camel
 from meshroute.control_plane.config.errors import ConfigError, format_field_path
 from meshroute.control_plane.config.model import (
     Agent,
+    AgentGatewaySpec,
     Config,
     Gateway,
     LLMProvider,
+    ModelGatewaySpec,
     OrchestratorRouterSpec,
 )
 from meshroute.control_plane.config.policies import POLICY_FIELDS, UpstreamPolicySpec, resolve
 
 
 def check_references(config: Config) -> list[ConfigError]:
-    errors: list[ConfigError] = []
+    errors: list[ConfigError] = _check_model_names(config)
     for gateway in config.gateways.values():
-        errors.extend(_check_gateway_agents(config, gateway))
+        if isinstance(gateway.spec, AgentGatewaySpec):
+            errors.extend(_check_gateway_agents(config, gateway, gateway.spec))
+        else:
+            errors.extend(_check_model_gateway(config, gateway, gateway.spec))
         errors.extend(_check_router(config, gateway))
     errors.extend(_check_ports(config))
     if not errors:
@@ -31,12 +36,66 @@ def check_references(config: Config) -> list[ConfigError]:
     return errors
 
 
+def _check_model_names(config: Config) -> list[ConfigError]:
+    """A model name must mean one model: no two providers may offer the same name."""
+    offered: dict[str, str] = {}
+    errors: list[ConfigError] = []
+    for provider in config.providers.values():
+        for name in provider.spec.models:
+            if name in offered:
+                errors.append(
+                    _error(
+                        config,
+                        provider,
+                        ["spec", "models", name],
+                        f"model {name!r} is also offered by LLMProvider/{offered[name]}; "
+                        "a gateway could not tell which one is meant",
+                    )
+                )
+            offered.setdefault(name, provider.name)
+    return errors
+
+
+def _check_model_gateway(
+    config: Config, gateway: Gateway, spec: ModelGatewaySpec
+) -> list[ConfigError]:
+    models = config.model_names
+    known = ", ".join(sorted(models)) or "none: define an LLMProvider"
+    errors: list[ConfigError] = []
+
+    def check(name: str, location: list[str | int], allow_alias: bool) -> None:
+        if name in models or (allow_alias and name in spec.model_aliases):
+            return
+        errors.append(_error(config, gateway, location, f"no model {name!r} (known: {known})"))
+
+    for alias, target in spec.model_aliases.items():
+        if alias in models:
+            errors.append(
+                _error(
+                    config,
+                    gateway,
+                    ["spec", "modelAliases", alias],
+                    f"alias {alias!r} hides the model of the same name",
+                )
+            )
+        check(target, ["spec", "modelAliases", alias], allow_alias=False)
+    check(spec.default_model, ["spec", "defaultModel"], allow_alias=True)
+    for index, preference in enumerate(spec.routing_preferences):
+        for position, name in enumerate(preference.models):
+            check(name, ["spec", "routingPreferences", index, "models", position], True)
+    return errors
+
+
 def _resolve_policies(config: Config) -> list[ConfigError]:
     """Fill config.policies; an upstream two Gateways default differently is an error."""
     users: dict[str, list[Gateway]] = {}
     for gateway in config.gateways.values():
-        for ref in gateway.spec.agents:
-            users.setdefault(f"Agent/{ref.name}", []).append(gateway)
+        if isinstance(gateway.spec, AgentGatewaySpec):
+            for ref in gateway.spec.agents:
+                users.setdefault(f"Agent/{ref.name}", []).append(gateway)
+        else:  # a model gateway serves every provider's models
+            for provider in config.providers.values():
+                users.setdefault(provider.ref, []).append(gateway)
         router = gateway.spec.router
         if isinstance(router, OrchestratorRouterSpec):
             users.setdefault(f"LLMProvider/{router.provider}", []).append(gateway)
@@ -85,6 +144,16 @@ def _check_router(config: Config, gateway: Gateway) -> list[ConfigError]:
                 f"no LLMProvider named {router.provider!r} (known: {known})",
             )
         ]
+    if provider.spec.api != "openai":
+        return [
+            _error(
+                config,
+                gateway,
+                ["spec", "router", "provider"],
+                f"the routing model must speak the OpenAI chat API; LLMProvider/{provider.name} "
+                f"speaks {provider.spec.api}",
+            )
+        ]
     if router.model not in provider.spec.models:
         known = ", ".join(sorted(provider.spec.models))
         return [
@@ -99,21 +168,23 @@ def _check_router(config: Config, gateway: Gateway) -> list[ConfigError]:
 
 
 def _error(
-    config: Config, gateway: Gateway, location: list[str | int], message: str
+    config: Config, owner: Gateway | LLMProvider, location: list[str | int], message: str
 ) -> ConfigError:
-    source = config.sources.get(gateway.ref)
+    source = config.sources.get(owner.ref)
     return ConfigError(
         file=source.file if source else None,
         line=source.line_of(location) if source else None,
-        object=gateway.ref,
+        object=owner.ref,
         field=format_field_path(location),
         message=message,
     )
 
 
-def _check_gateway_agents(config: Config, gateway: Gateway) -> list[ConfigError]:
+def _check_gateway_agents(
+    config: Config, gateway: Gateway, spec: AgentGatewaySpec
+) -> list[ConfigError]:
     errors: list[ConfigError] = []
-    agents = gateway.spec.agents
+    agents = spec.agents
     known = ", ".join(sorted(config.agents)) or "none defined"
     seen: set[str] = set()
     for index, agent in enumerate(agents):

@@ -13,22 +13,36 @@ from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_de
 from envoy.config.core.v3 import (
     address_pb2,
     base_pb2,
+    config_source_pb2,
+    extension_pb2,
     health_check_pb2,
+    protocol_pb2,
 )
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
-from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
+from envoy.extensions.filters.http.credential_injector.v3 import credential_injector_pb2
+from envoy.extensions.filters.http.upstream_codec.v3 import upstream_codec_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from envoy.extensions.http.injected_credentials.generic.v3 import generic_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import string_pb2
 from envoy.type.v3 import percent_pb2
 from google.protobuf import wrappers_pb2
 
 from meshroute.control_plane.config.model import Agent, Config, Endpoint, LLMProvider
 from meshroute.control_plane.config.policies import ResolvedPolicy, TlsSpec
+from meshroute.control_plane.credentials import Credential
 from meshroute.control_plane.translate.names import (
     agent_cluster,
     provider_cluster,
+    provider_key_secret,
     variant_cluster,
 )
-from meshroute.control_plane.translate.protos import duration
+from meshroute.control_plane.translate.protos import duration, pack
+
+HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 _LB_POLICIES = {
     "ROUND_ROBIN": cluster_pb2.Cluster.ROUND_ROBIN,
@@ -48,14 +62,63 @@ def agent_clusters(agent: Agent, config: Config, ca_bundle: str) -> list[cluster
 
 
 def provider_cluster_resource(
-    provider: LLMProvider, config: Config, ca_bundle: str
+    provider: LLMProvider, config: Config, ca_bundle: str, credential: Credential | None
 ) -> cluster_pb2.Cluster:
-    return _upstream_cluster(
+    cluster = _upstream_cluster(
         provider_cluster(provider.name),
         [provider.spec.endpoint],
         config.policies[provider.ref],
         ca_bundle,
     )
+    if credential is not None:
+        _inject_key(cluster, credential)
+    return cluster
+
+
+def key_secret(credential: Credential) -> secret_pb2.Secret:
+    """The provider's key as Envoy holds it: a generic secret, served over ADS (SDS)."""
+    return secret_pb2.Secret(
+        name=provider_key_secret(credential.provider),
+        generic_secret=secret_pb2.GenericSecret(
+            secret=base_pb2.DataSource(inline_string=credential.value)
+        ),
+    )
+
+
+def _inject_key(cluster: cluster_pb2.Cluster, credential: Credential) -> None:
+    """Every request to this provider gets the key, added by Envoy on the way out (an
+    upstream filter of this cluster only), whatever route or path it came by."""
+    generic = generic_pb2.Generic(
+        credential=secret_pb2.SdsSecretConfig(
+            name=provider_key_secret(credential.provider),
+            sds_config=config_source_pb2.ConfigSource(
+                ads=config_source_pb2.AggregatedConfigSource(),
+                resource_api_version=config_source_pb2.V3,
+            ),
+        ),
+        header=credential.header,
+    )
+    injector = credential_injector_pb2.CredentialInjector(
+        overwrite=True,
+        credential=extension_pb2.TypedExtensionConfig(
+            name="envoy.http.injected_credentials.generic", typed_config=pack(generic)
+        ),
+    )
+    options = http_protocol_options_pb2.HttpProtocolOptions(
+        explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
+            http_protocol_options=protocol_pb2.Http1ProtocolOptions()
+        ),
+        http_filters=[
+            hcm_pb2.HttpFilter(
+                name="envoy.filters.http.credential_injector", typed_config=pack(injector)
+            ),
+            hcm_pb2.HttpFilter(
+                name="envoy.filters.http.upstream_codec",
+                typed_config=pack(upstream_codec_pb2.UpstreamCodec()),
+            ),
+        ],
+    )
+    cluster.typed_extension_protocol_options[HTTP_OPTIONS_KEY].CopyFrom(pack(options))
 
 
 def _upstream_cluster(

@@ -6,6 +6,8 @@ import os
 import ssl
 from dataclasses import dataclass
 
+DEFAULT_SECRETS_DIR = "/var/run/secrets/meshroute"
+
 # Where operating systems keep the CA bundle, most common first.
 _CA_BUNDLES = (
     "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine (and our image)
@@ -36,6 +38,10 @@ class DeploymentSettings:
     """The CA bundle https upstreams are checked against unless they name their own
     (None: this system's). A file, because Envoy refuses to check certificate names
     against `system_root_certs`."""
+
+    secrets_dir: str = DEFAULT_SECRETS_DIR
+    """Where Kubernetes Secrets named by `auth.secretRef` are mounted, one directory per
+    Secret and one file per key."""
 
     @property
     def system_ca_bundle(self) -> str:

@@ -18,6 +18,7 @@ from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, grpc_
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.extensions.filters.http.ext_proc.v3 import ext_proc_pb2, processing_mode_pb2
 from envoy.extensions.filters.http.header_mutation.v3 import header_mutation_pb2
+from envoy.extensions.filters.http.json_to_metadata.v3 import json_to_metadata_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
@@ -27,7 +28,7 @@ from envoy.type.v3 import http_status_pb2
 from google.protobuf import wrappers_pb2
 
 from meshroute.api import contract
-from meshroute.control_plane.config.model import Gateway, OrchestratorRouterSpec
+from meshroute.control_plane.config.model import AgentGatewaySpec, Gateway, OrchestratorRouterSpec
 from meshroute.control_plane.translate import names
 from meshroute.control_plane.translate.deployment import DeploymentSettings
 from meshroute.control_plane.translate.local_reply import local_reply_config
@@ -43,17 +44,33 @@ ROUTING_CALL_MARGIN = timedelta(seconds=1)
 MAX_SEQUENCE_DURATION = timedelta(seconds=contract.MAX_SEQUENCE_SECONDS)
 
 
+MODEL_GATEWAY_PATHS = [contract.CHAT_COMPLETIONS_PATH, contract.MESSAGES_PATH, contract.MODELS_PATH]
+
+
 def gateway_listener(gateway: Gateway, settings: DeploymentSettings) -> listener_pb2.Listener:
-    filters = [
-        _strip_client_headers_filter(gateway.spec.allow_client_pinning),
-        _ext_proc_filter(gateway),
-        _router_filter(),
-    ]
+    spec = gateway.spec
+    if isinstance(spec, AgentGatewaySpec):
+        filters = [
+            _strip_client_headers_filter(spec.allow_client_pinning),
+            _ext_proc_filter(gateway, failure_open=spec.failure_mode == "open", model=False),
+            _router_filter(),
+        ]
+        paths = [contract.CHAT_COMPLETIONS_PATH]
+    else:
+        # A request naming a model by its exposed name is routed by Envoy alone: the
+        # body's `model` becomes metadata routes match, before ext_proc looks.
+        filters = [
+            _strip_client_headers_filter(allow_pinning=False),
+            _model_name_filter(),
+            _ext_proc_filter(gateway, failure_open=False, model=True),
+            _router_filter(),
+        ]
+        paths = MODEL_GATEWAY_PATHS
     manager = _http_connection_manager(
         names.gateway_listener(gateway.name),
         names.gateway_route_config(gateway.name),
         filters,
-        local_reply_config([contract.CHAT_COMPLETIONS_PATH], gateway.spec.max_request_bytes),
+        local_reply_config(paths, gateway.spec.max_request_bytes),
     )
     # ext_proc buffers the whole body under this limit; beyond it Envoy answers 413.
     return _listener(
@@ -180,7 +197,30 @@ def _prefix_except(prefix: str, keep: str) -> str:
     return f"^{re.escape(prefix)}({'|'.join(alternatives)})$"
 
 
-def _ext_proc_filter(gateway: Gateway) -> hcm_pb2.HttpFilter:
+def _model_name_filter() -> hcm_pb2.HttpFilter:
+    rules = json_to_metadata_pb2.JsonToMetadata
+    extract = rules(
+        request_rules=rules.MatchRules(
+            rules=[
+                rules.Rule(
+                    selectors=[rules.Selector(key="model")],
+                    on_present=rules.KeyValuePair(
+                        metadata_namespace=contract.MODEL_METADATA_NAMESPACE,
+                        key=contract.MODEL_METADATA_KEY,
+                        type=rules.STRING,
+                    ),
+                )
+            ],
+            allow_content_types=["application/json"],
+        )
+    )
+    return hcm_pb2.HttpFilter(name=names.MODEL_NAME_FILTER, typed_config=pack(extract))
+
+
+def _ext_proc_filter(gateway: Gateway, *, failure_open: bool, model: bool) -> hcm_pb2.HttpFilter:
+    """The sidecar's filter. For model gateways it also sees response headers: only
+    then does it know whether the response needs translating, and only then does it
+    ask (mode_override) for the body; untranslated responses pass through."""
     mode = processing_mode_pb2.ProcessingMode
     processor = ext_proc_pb2.ExternalProcessor(
         grpc_service=grpc_service_pb2.GrpcService(
@@ -191,20 +231,21 @@ def _ext_proc_filter(gateway: Gateway) -> hcm_pb2.HttpFilter:
         ),
         # Routing reads the body, and the route must be chosen again after the
         # decision: headers SEND (so clear_route_cache takes effect) and the body
-        # BUFFERED. Responses pass straight through.
+        # BUFFERED.
         processing_mode=mode(
             request_header_mode=mode.SEND,
             request_body_mode=mode.BUFFERED,
             request_trailer_mode=mode.SKIP,
-            response_header_mode=mode.SKIP,
+            response_header_mode=mode.SEND if model else mode.SKIP,
             response_body_mode=mode.NONE,
             response_trailer_mode=mode.SKIP,
         ),
+        allow_mode_override=model,
         message_timeout=duration(ext_proc_message_timeout(gateway)),
         # The sidecar may ask for longer on one message (override_message_timeout)
         # while it runs a multi-agent sequence.
         max_message_timeout=duration(MAX_SEQUENCE_DURATION),
-        failure_mode_allow=gateway.spec.failure_mode == "open",
+        failure_mode_allow=failure_open,
         status_on_error=http_status_pb2.HttpStatus(code=http_status_pb2.ServiceUnavailable),
     )
     return hcm_pb2.HttpFilter(name=names.EXT_PROC_FILTER, typed_config=pack(processor))

@@ -85,6 +85,14 @@ def local_reply_config(served_paths: list[str], max_request_bytes: int) -> hcm_p
     its own failures in the response code details.
     """
     mappers = [
+        # Answers the gateway gives itself on purpose (the model list) keep their body.
+        hcm_pb2.ResponseMapper(
+            filter=_status_is(200),
+            body_format_override=substitution_format_string_pb2.SubstitutionFormatString(
+                text_format_source=base_pb2.DataSource(inline_string=_ENVOY_BODY),
+                content_type="application/json",
+            ),
+        ),
         _mapper(
             _status_is(413),
             _error_body(

@@ -16,6 +16,7 @@ EXT_PROC_CLUSTER: Final = "meshroute_ext_proc"
 
 # HTTP filter names in each gateway's filter chain; per-route config refers to them.
 STRIP_FILTER: Final = "meshroute.strip_client_headers"
+MODEL_NAME_FILTER: Final = "meshroute.model_name"
 EXT_PROC_FILTER: Final = "envoy.filters.http.ext_proc"
 ROUTER_FILTER: Final = "envoy.filters.http.router"
 
@@ -36,6 +37,10 @@ def variant_cluster(agent: str, variant: str) -> str:
 
 def provider_cluster(provider: str) -> str:
     return f"provider_{provider}"
+
+
+def provider_key_secret(provider: str) -> str:
+    return f"provider_{provider}_key"
 
 
 def gateway_listener(gateway: str) -> str:

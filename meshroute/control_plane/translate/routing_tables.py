@@ -8,9 +8,11 @@ from meshroute.control_plane.config.model import (
     EmbeddedRouterSpec,
     Gateway,
     LLMProvider,
+    ModelGatewaySpec,
     OrchestratorRouterSpec,
 )
 from meshroute.control_plane.translate.deployment import DeploymentSettings
+from meshroute.control_plane.translate.model_routes import upstream_path
 from meshroute.control_plane.translate.protos import duration
 from meshroute.control_plane.translate.routes import (
     internal_agent_path,
@@ -21,9 +23,23 @@ from meshroute.control_plane.translate.routes import (
 CHAT_PATHS = {"openai": "v1/chat/completions"}
 
 
+_APIS = {
+    "openai": rt.OPENAI,
+    "anthropic": rt.ANTHROPIC,
+    "azure-openai": rt.AZURE_OPENAI,
+}
+
+
 def gateway_routing_table(
     gateway: Gateway, config: Config, settings: DeploymentSettings
 ) -> rt.RoutingTable:
+    spec = gateway.spec
+    if isinstance(spec, ModelGatewaySpec):
+        return rt.RoutingTable(
+            gateway=gateway.name,
+            router=_router(spec.router, config, settings),
+            models=_model_routing(spec, config),
+        )
     agents = config.agents
     return rt.RoutingTable(
         gateway=gateway.name,
@@ -35,11 +51,42 @@ def gateway_routing_table(
                 url=settings.internal_url + internal_agent_path(ref.name),
                 timeout=duration(agents[ref.name].spec.timeout),
             )
-            for ref in gateway.spec.agents
+            for ref in spec.agents
         ],
-        default_agent=gateway.spec.default_agent,
-        router=_router(gateway.spec.router, config, settings),
-        allow_client_pinning=gateway.spec.allow_client_pinning,
+        default_agent=spec.default_agent,
+        router=_router(spec.router, config, settings),
+        allow_client_pinning=spec.allow_client_pinning,
+    )
+
+
+def _model_routing(spec: ModelGatewaySpec, config: Config) -> rt.ModelRouting:
+    targets = {
+        name: rt.ModelTarget(
+            name=name,
+            provider=provider.name,
+            model_id=provider.spec.models[name],
+            api=_APIS[provider.spec.api],
+            path=upstream_path(provider, provider.spec.models[name]),
+            passthrough_auth=provider.spec.auth is not None and provider.spec.auth.passthrough,
+        )
+        for name, provider in config.model_names.items()
+    }
+
+    def resolved(name: str) -> str:
+        return spec.model_aliases.get(name, name)
+
+    return rt.ModelRouting(
+        targets=targets,
+        aliases=dict(spec.model_aliases),
+        default_model=resolved(spec.default_model),
+        preferences=[
+            rt.ModelPreference(
+                name=preference.name,
+                description=preference.description,
+                model=resolved(preference.models[0]),
+            )
+            for preference in spec.routing_preferences
+        ],
     )
 
 

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 
 from meshroute.api.v1alpha1 import routing_table_pb2
-from meshroute.control_plane.config.model import Config
-from meshroute.control_plane.translate.clusters import agent_clusters, provider_cluster_resource
+from meshroute.control_plane.config.model import AgentGatewaySpec, Config, Gateway
+from meshroute.control_plane.credentials import Credential, redacted_credentials
+from meshroute.control_plane.translate.clusters import (
+    agent_clusters,
+    key_secret,
+    provider_cluster_resource,
+)
 from meshroute.control_plane.translate.deployment import DeploymentSettings
 from meshroute.control_plane.translate.listeners import gateway_listener, internal_listener
-from meshroute.control_plane.translate.routes import gateway_route_config, internal_route_config
+from meshroute.control_plane.translate.model_routes import model_gateway_routes
+from meshroute.control_plane.translate.routes import agent_gateway_routes, internal_route_config
 from meshroute.control_plane.translate.routing_tables import gateway_routing_table
 
 
@@ -25,10 +33,19 @@ class Resources:
     listeners: list[listener_pb2.Listener] = field(default_factory=list)
     routes: list[route_pb2.RouteConfiguration] = field(default_factory=list)
     routing_tables: list[routing_table_pb2.RoutingTable] = field(default_factory=list)
+    secrets: list[secret_pb2.Secret] = field(default_factory=list)
 
 
-def translate(config: Config, settings: DeploymentSettings | None = None) -> Resources:
+def translate(
+    config: Config,
+    settings: DeploymentSettings | None = None,
+    credentials: Mapping[str, Credential] | None = None,
+) -> Resources:
+    """`credentials`: the providers' keys (read_credentials); None puts stand-ins in
+    their place, for showing a config without its keys."""
     settings = settings or DeploymentSettings()
+    if credentials is None:
+        credentials = redacted_credentials(config)
     gateways = sorted(config.gateways.values(), key=lambda gateway: gateway.name)
     agents = [config.agents[name] for name in sorted(config.agents)]
     providers = [config.providers[name] for name in sorted(config.providers)]
@@ -39,12 +56,21 @@ def translate(config: Config, settings: DeploymentSettings | None = None) -> Res
             for cluster in agent_clusters(agent, config, settings.system_ca_bundle)
         ]
         + [
-            provider_cluster_resource(provider, config, settings.system_ca_bundle)
+            provider_cluster_resource(
+                provider, config, settings.system_ca_bundle, credentials.get(provider.name)
+            )
             for provider in providers
         ],
         listeners=[gateway_listener(gateway, settings) for gateway in gateways]
         + [internal_listener(settings)],
-        routes=[gateway_route_config(gateway, config) for gateway in gateways]
+        routes=[_gateway_routes(gateway, config) for gateway in gateways]
         + [internal_route_config(config)],
         routing_tables=[gateway_routing_table(gateway, config, settings) for gateway in gateways],
+        secrets=[key_secret(credentials[name]) for name in sorted(credentials)],
     )
+
+
+def _gateway_routes(gateway: Gateway, config: Config) -> route_pb2.RouteConfiguration:
+    if isinstance(gateway.spec, AgentGatewaySpec):
+        return agent_gateway_routes(gateway.name, gateway.spec, config)
+    return model_gateway_routes(gateway.name, gateway.spec, config)

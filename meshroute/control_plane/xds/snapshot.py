@@ -56,6 +56,7 @@ def _by_type(resources: Resources) -> dict[str, dict[str, any_pb2.Any]]:
         type_urls.LISTENER: {item.name: _packed(item) for item in resources.listeners},
         type_urls.ROUTE: {item.name: _packed(item) for item in resources.routes},
         type_urls.ROUTING_TABLE: {item.gateway: _packed(item) for item in resources.routing_tables},
+        type_urls.SECRET: {item.name: _packed(item) for item in resources.secrets},
     }
 
 

@@ -9,12 +9,13 @@ from meshroute.api import contract
 CLUSTER: Final = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 LISTENER: Final = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE: Final = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+SECRET: Final = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 ROUTING_TABLE: Final = contract.ROUTING_TABLE_TYPE_URL
 
-# Make before break: a new cluster must exist before a listener or route names
-# it, and a listener before its routes. Envoy applies an ADS stream's responses in
-# the order it receives them.
-PUSH_ORDER: Final = (CLUSTER, LISTENER, ROUTE, ROUTING_TABLE)
+# Make before break: a secret must exist before the cluster that uses it, a new
+# cluster before a listener or route names it, and a listener before its routes.
+# Envoy applies an ADS stream's responses in the order it receives them.
+PUSH_ORDER: Final = (SECRET, CLUSTER, LISTENER, ROUTE, ROUTING_TABLE)
 
 # Types whose empty subscription means "everything" (the rest are asked for by name).
 WILDCARD_TYPES: Final = frozenset({CLUSTER, LISTENER, ROUTING_TABLE})
@@ -23,6 +24,7 @@ SHORT_NAMES: Final = {
     CLUSTER: "clusters",
     LISTENER: "listeners",
     ROUTE: "routes",
+    SECRET: "secrets",
     ROUTING_TABLE: "routing tables",
 }
 

@@ -1,0 +1,51 @@
+"""One HTTP request's conversation with the sidecar, from request headers to response.
+
+Envoy opens one ext_proc stream per request and sends its phases in order. Each
+gateway kind starts an Exchange for the stream and answers every phase Envoy
+sends; what one phase learns (a pinned agent, the client's API, a translator) is
+kept on the Exchange for the later ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+
+from meshroute.ext_proc import responses
+
+CONTINUE_RESPONSE_HEADERS = ep.ProcessingResponse(response_headers=ep.HeadersResponse())
+CONTINUE_RESPONSE_BODY = ep.ProcessingResponse(response_body=ep.BodyResponse())
+
+
+class Exchange:
+    """Answers Envoy's phases for one request. The defaults let everything through."""
+
+    finished = False
+    """Set once an answer ends the request (an immediate response)."""
+
+    def request_headers(self, headers: ep.HttpHeaders) -> ep.ProcessingResponse:
+        return responses.CONTINUE_HEADERS
+
+    async def request_body(self, body: bytes) -> AsyncIterator[ep.ProcessingResponse]:
+        yield ep.ProcessingResponse(request_body=ep.BodyResponse())
+
+    def response_headers(self, headers: ep.HttpHeaders) -> ep.ProcessingResponse:
+        return CONTINUE_RESPONSE_HEADERS
+
+    def response_body(self, body: bytes, end_of_stream: bool) -> ep.ProcessingResponse:
+        return CONTINUE_RESPONSE_BODY
+
+    def finish(self, answer: ep.ProcessingResponse) -> ep.ProcessingResponse:
+        """Mark the request answered (for an immediate response) and pass it on."""
+        self.finished = True
+        return answer
+
+
+def header_value(headers: ep.HttpHeaders, name: str) -> str | None:
+    """One header of an ext_proc header message (Envoy sends names lowercased)."""
+    for header in headers.headers.headers:
+        if header.key == name:
+            raw: bytes = header.raw_value or header.value.encode()
+            return raw.decode(errors="replace")
+    return None
