@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.orchestrator_latency
 	$(BIN)/python -m bench.embedded_router
 	$(BIN)/python -m bench.reload_latency
+	$(BIN)/python -m bench.model_gateway
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "meshroute needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'

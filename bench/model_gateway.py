@@ -209,8 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             work = Path(workdir)
             started.append(start_envoy("upstream", work, upstream_port, None))
             started.append(start_envoy("direct", work, direct_port, upstream_port))
-            gateway_config(work, upstream_port, gateway_port)
-            stack = UpStack([work], {"llm": gateway_port})
+            config = work / "config"
+            config.mkdir()
+            gateway_config(config, upstream_port, gateway_port)
+            stack = UpStack([config], {"llm": gateway_port})
             path = "/v1/chat/completions"
             targets = {
                 "direct (plain Envoy)": post_request(
