@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from meshroute import __version__
+from meshroute.control_plane.translate.deployment import DEFAULT_SECRETS_DIR
 
 
 def _env(flag: str, default: Any) -> Any:
@@ -96,21 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     route.add_argument("--message", required=True, help="the user message to route")
     route.add_argument("--gateway", help="which Gateway (needed when there are several)")
 
-    control_plane = commands.add_parser(
-        "control-plane", help="serve config to Envoy and ext_proc over ADS (SIGHUP reloads)"
+    _add_control_plane_command(commands)
+    commands.add_parser(
+        "crds",
+        help="print the CustomResourceDefinitions for Agent, LLMProvider and Gateway "
+        "(kubectl apply -f -)",
     )
-    _paths(control_plane, required=True)
-    _add(control_plane, "address", "0.0.0.0", "address the xDS server listens on")
-    _add(control_plane, "port", 18000, "xDS port")
-    _add_deployment_flags(control_plane)
-    control_plane.add_argument(
-        "--no-watch",
-        action="store_true",
-        default=_env("no-watch", "") not in ("", "0", "false"),
-        help="do not reload when the config files change (SIGHUP still does; "
-        "env MESHROUTE_NO_WATCH)",
-    )
-    _add_log_level(control_plane)
 
     ext_proc = commands.add_parser("ext-proc", help="the routing sidecar Envoy calls")
     _add(ext_proc, "address", "0.0.0.0", "address the ext_proc server listens on")
@@ -140,6 +133,55 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_log_level(models)
     return parser
+
+
+def _add_control_plane_command(commands: Any) -> None:
+    control_plane = commands.add_parser(
+        "control-plane",
+        help="serve config to Envoy and ext_proc over ADS, from files or Kubernetes",
+    )
+    _paths(control_plane, required=False)
+    control_plane.add_argument(
+        "--source",
+        choices=["files", "kubernetes"],
+        default=_env("source", "files"),
+        help="where config comes from: the PATHs (reloaded on change or SIGHUP), or "
+        "Agent/LLMProvider/Gateway objects in a Kubernetes namespace "
+        "(env MESHROUTE_SOURCE; default files)",
+    )
+    _add(control_plane, "address", "0.0.0.0", "address the xDS server listens on")
+    _add(control_plane, "port", 18000, "xDS port")
+    _add(control_plane, "health-port", 18080, "HTTP port for /healthz and /readyz (0: none)")
+    _add_deployment_flags(control_plane)
+    control_plane.add_argument(
+        "--secrets-dir",
+        default=_env("secrets-dir", DEFAULT_SECRETS_DIR),
+        help="files source: where Secrets named by auth.secretRef are mounted, "
+        "<dir>/<secret>/<key> (env MESHROUTE_SECRETS_DIR; default %(default)s)",
+    )
+    control_plane.add_argument(
+        "--no-watch",
+        action="store_true",
+        default=_env("no-watch", "") not in ("", "0", "false"),
+        help="files source: do not reload when the files change (SIGHUP still does; "
+        "env MESHROUTE_NO_WATCH)",
+    )
+    _add(
+        control_plane,
+        "namespace",
+        None,
+        "kubernetes source: the namespace to watch (default: the pod's, or the "
+        "kubeconfig context's)",
+    )
+    _add(
+        control_plane,
+        "kubeconfig",
+        None,
+        "kubernetes source: kubeconfig file (default: in-cluster service account in a "
+        "pod, else $KUBECONFIG or ~/.kube/config)",
+    )
+    _add(control_plane, "context", None, "kubernetes source: kubeconfig context")
+    _add_log_level(control_plane)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -264,16 +306,45 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _cmd_control_plane(args: argparse.Namespace) -> int:
-    from meshroute.control_plane.service import ConfigRejected, serve
+    from meshroute.control_plane.service import ConfigRejected, FileFeed, serve
     from meshroute.lifecycle import configure_logging
 
     configure_logging(args.log_level)
+    settings = dataclasses.replace(_deployment(args), secrets_dir=args.secrets_dir)
+    health = (args.address, args.health_port) if args.health_port else None
+    if args.source == "kubernetes":
+        if args.paths:
+            print("error: the kubernetes source reads no files; drop the PATHs", file=sys.stderr)
+            return 2
+        return _serve_kubernetes(args, settings, health)
+    if not args.paths:
+        print("error: name the config files or directories to serve", file=sys.stderr)
+        return 2
     try:
-        serve(args.paths, args.address, args.port, _deployment(args), watch_files=not args.no_watch)
+        serve(FileFeed(args.paths, settings, not args.no_watch), args.address, args.port, health)
     except ConfigRejected as rejected:
         print(f"error: config cannot be served: {rejected}", file=sys.stderr)
         return 1
     return 0
+
+
+def _serve_kubernetes(args: argparse.Namespace, settings: Any, health: Any) -> int:
+    from meshroute.control_plane.k8s.api import ClusterAccess, KubeApiError, connect
+    from meshroute.control_plane.k8s.feed import KubernetesFeed
+    from meshroute.control_plane.service import run_control_plane
+
+    async def run() -> int:
+        try:
+            api, namespace = await connect(ClusterAccess(args.kubeconfig, args.context))
+        except KubeApiError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        async with api:
+            feed = KubernetesFeed(api, args.namespace or namespace, settings)
+            await run_control_plane(feed, args.address, args.port, health)
+        return 0
+
+    return asyncio.run(run())
 
 
 def _cmd_ext_proc(args: argparse.Namespace) -> int:
@@ -314,8 +385,16 @@ def _cmd_demo_agents(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_crds(_: argparse.Namespace) -> int:
+    from meshroute.control_plane.k8s.crds import crds_yaml
+
+    sys.stdout.write(crds_yaml())
+    return 0
+
+
 _COMMANDS = {
     "up": _cmd_up,
+    "crds": _cmd_crds,
     "validate": _cmd_validate,
     "render": _cmd_render,
     "route": _cmd_route,

@@ -273,6 +273,7 @@ async def bring_up(options: UpOptions, config: Config, supervisor: Supervisor) -
             port=xds_port,
             gateway_address=options.address,
             internal_port=internal_port,
+            health_port=0,  # `up` watches its port instead
             log_level=options.log_level,
         ),
         env=DEMO_KEYS if options.quickstart else None,
@@ -303,6 +304,7 @@ async def bring_up(options: UpOptions, config: Config, supervisor: Supervisor) -
                 ext_proc_address=loopback,
                 ext_proc_port=ext_proc_port,
                 xds_protocol=options.xds_protocol,
+                health_port=_free_port(),  # for probes from outside a pod; unused here
             )
         )
     )

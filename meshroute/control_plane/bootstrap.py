@@ -6,6 +6,7 @@ fills the very same file rather than building a second bootstrap in code.
 
 from __future__ import annotations
 
+import logging
 import string
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -29,7 +30,9 @@ from google.protobuf import json_format
 
 from meshroute.control_plane.translate.snapshot import Resources
 from meshroute.data_files import bootstrap_template
-from meshroute.envoy_binary import validate_config
+from meshroute.envoy_binary import EnvoyNotFound, EnvoyRejected, validate_config
+
+log = logging.getLogger("meshroute.control_plane")
 
 XdsProtocol = Literal["sotw", "delta"]
 
@@ -49,6 +52,9 @@ class BootstrapSettings:
     ext_proc_port: int = 18001
     xds_protocol: XdsProtocol = "sotw"
     """State-of-the-World or incremental (delta) ADS; the control plane serves both."""
+    health_address: str = "127.0.0.1"
+    """Where Envoy answers GET /ready for probes (0.0.0.0 in a pod)."""
+    health_port: int = 15021
 
 
 def render_bootstrap(settings: BootstrapSettings) -> str:
@@ -68,6 +74,8 @@ def render_bootstrap(settings: BootstrapSettings) -> str:
         EXT_PROC_ADDRESS=settings.ext_proc_address,
         EXT_PROC_PORT=settings.ext_proc_port,
         XDS_API_TYPE=API_TYPES[settings.xds_protocol],
+        HEALTH_ADDRESS=settings.health_address,
+        HEALTH_PORT=settings.health_port,
     )
     parse_bootstrap(text)  # fail here, with a clear error, rather than in Envoy
     return text
@@ -87,6 +95,7 @@ def static_bootstrap(resources: Resources, settings: BootstrapSettings) -> boots
     """
     bootstrap = parse_bootstrap(render_bootstrap(settings))
     bootstrap.ClearField("dynamic_resources")
+    del bootstrap.static_resources.listeners[:]  # only what the control plane serves
     routes = {route.name: route for route in resources.routes}
     for listener in resources.listeners:
         inlined = bootstrap.static_resources.listeners.add()
@@ -144,6 +153,24 @@ def to_yaml(data: Any) -> str:
 def message_to_dict(message: Any) -> dict[str, Any]:
     result: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=True)
     return result
+
+
+_said_envoy_missing = False
+
+
+def envoy_refusal(resources: Resources) -> str | None:
+    """Why Envoy would refuse these resources, on one line; None if it accepts them, or
+    if there is no Envoy binary here to ask (said once in the log)."""
+    global _said_envoy_missing  # noqa: PLW0603
+    try:
+        check_with_envoy(resources)
+    except EnvoyNotFound as missing:
+        if not _said_envoy_missing:
+            log.warning("not checking configs with Envoy: %s", missing)
+            _said_envoy_missing = True
+    except EnvoyRejected as rejected:
+        return " ".join(str(rejected).split())
+    return None
 
 
 def check_with_envoy(resources: Resources) -> None:

@@ -1,8 +1,8 @@
-"""`meshroute control-plane`: load config, serve it over ADS, follow changes.
+"""`meshroute control-plane`: keep a snapshot of the config current, serve it over ADS.
 
-Config changes arrive by file (watched) or by SIGHUP. A change that fails any check
-(schema, cross-references, or Envoy's own validation of the rendered resources) is
-refused with one log line, and the last good snapshot keeps serving.
+Where the config comes from is a feed: files (`FileFeed`, below) or the Kubernetes
+API (`k8s.feed.KubernetesFeed`). Either way the xDS port opens only once there is a
+first snapshot to serve, and `/readyz` says so for Kubernetes probes.
 """
 
 from __future__ import annotations
@@ -14,17 +14,18 @@ import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
-from meshroute.control_plane.bootstrap import check_with_envoy
+from meshroute.control_plane.bootstrap import envoy_refusal
 from meshroute.control_plane.config import ConfigErrors, load_config
 from meshroute.control_plane.credentials import MissingCredentials, read_credentials
+from meshroute.control_plane.health import start_health_server
 from meshroute.control_plane.translate.deployment import DeploymentSettings
 from meshroute.control_plane.translate.snapshot import Resources, translate
-from meshroute.control_plane.watch import Fingerprint, fingerprint, watch
+from meshroute.control_plane.watch import fingerprint, watch
 from meshroute.control_plane.xds import type_urls
 from meshroute.control_plane.xds.server import start_xds_server
-from meshroute.control_plane.xds.snapshot import SnapshotCache
-from meshroute.envoy_binary import EnvoyNotFound, EnvoyRejected
+from meshroute.control_plane.xds.snapshot import Snapshot, SnapshotCache
 from meshroute.lifecycle import on_signal, wait_for_stop_signal
 
 log = logging.getLogger("meshroute.control_plane")
@@ -32,6 +33,14 @@ log = logging.getLogger("meshroute.control_plane")
 
 class ConfigRejected(Exception):
     """The config cannot be served; the message is one line naming every problem."""
+
+
+class ConfigFeed(Protocol):
+    """Where the config comes from."""
+
+    async def run(self, cache: SnapshotCache) -> None:
+        """Put the config into `cache`, and again whenever it changes, until cancelled.
+        Raising ends the control plane (e.g. ConfigRejected at startup)."""
 
 
 def build_resources(paths: Sequence[Path], settings: DeploymentSettings) -> Resources:
@@ -45,106 +54,123 @@ def build_resources(paths: Sequence[Path], settings: DeploymentSettings) -> Reso
         raise ConfigRejected(f"{count} error{'s' if count != 1 else ''}: {problems}") from None
     except MissingCredentials as missing:
         raise ConfigRejected(f"missing credentials: {missing}") from None
-    try:
-        check_with_envoy(resources)
-    except EnvoyNotFound as missing:
-        log.warning("not checking the config with Envoy: %s", missing)
-    except EnvoyRejected as rejected:
-        detail = " ".join(str(rejected).split())
-        raise ConfigRejected(f"Envoy's validation refuses it: {detail}") from None
+    refusal = envoy_refusal(resources)
+    if refusal is not None:
+        raise ConfigRejected(f"Envoy's validation refuses it: {refusal}")
     return resources
 
 
-class ConfigSource:
-    """Config files, loaded into the cache now and again whenever they change."""
+def log_new_snapshot(before: Snapshot | None, after: Snapshot, started: float) -> None:
+    """One line per reload: the version now served, and what it pushes."""
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    if before is None:
+        log.info("config loaded: version %s (checked in %.0f ms)", after.version, elapsed_ms)
+        return
+    if after.version == before.version:
+        log.info("config reloaded: no change (version %s)", after.version)
+        return
+    changed = [
+        type_urls.short_name(type_url)
+        for type_url in type_urls.PUSH_ORDER
+        if after.types[type_url].version != before.types[type_url].version
+    ]
+    log.info(
+        "config reloaded: now serving version %s (changed: %s; checked in %.0f ms)",
+        after.version,
+        ", ".join(changed),
+        elapsed_ms,
+    )
+
+
+class FileFeed:
+    """Config files, loaded now and again whenever they change (or on SIGHUP).
+
+    All or nothing: a reload that fails any check is refused with one log line, and
+    the last good snapshot keeps serving. A bad config at startup is fatal, since
+    there is nothing good to serve.
+    """
 
     def __init__(
-        self, paths: Sequence[Path], cache: SnapshotCache, settings: DeploymentSettings
+        self, paths: Sequence[Path], settings: DeploymentSettings, watch_files: bool = True
     ) -> None:
         self.paths = list(paths)
-        self._cache = cache
         self._settings = settings
+        self._watch_files = watch_files
         self._reloading = asyncio.Lock()
-        self.loaded: Fingerprint | None = None
 
-    def load(self) -> str:
-        """The first load; ConfigRejected if it cannot be served."""
-        self.loaded = fingerprint(self.paths)  # before reading: later edits count as changes
-        return self._cache.set_resources(build_resources(self.paths, self._settings)).version
+    async def run(self, cache: SnapshotCache) -> None:
+        loaded = fingerprint(self.paths)  # before reading: later edits count as changes
+        cache.set_resources(await asyncio.to_thread(build_resources, self.paths, self._settings))
+        reloads: set[asyncio.Task[None]] = set()
 
-    async def reload(self) -> None:
-        """Load again; a bad config is logged and the last good one keeps serving."""
+        def reload_now() -> None:
+            task = asyncio.create_task(self.reload(cache))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        on_signal(signal.SIGHUP, reload_now)
+        if self._watch_files:
+            await watch(self.paths, lambda: self.reload(cache), seen=loaded)
+        else:
+            await asyncio.Event().wait()  # SIGHUP only
+
+    async def reload(self, cache: SnapshotCache) -> None:
         async with self._reloading:
-            before = self._cache.current
-            previous = before.version
+            before = cache.current
             started = time.perf_counter()
             try:
                 resources = await asyncio.to_thread(build_resources, self.paths, self._settings)
             except ConfigRejected as rejected:
                 log.error(
-                    "config reload REJECTED, still serving version %s: %s", previous, rejected
+                    "config reload REJECTED, still serving version %s: %s",
+                    before.version,
+                    rejected,
                 )
                 return
-            after = self._cache.set_resources(resources)
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            if after.version == previous:
-                log.info("config reloaded: no change (version %s)", previous)
-                return
-            changed = [
-                type_urls.short_name(type_url)
-                for type_url in type_urls.PUSH_ORDER
-                if after.types[type_url].version != before.types[type_url].version
-            ]
-            log.info(
-                "config reloaded: now serving version %s (changed: %s; checked in %.0f ms)",
-                after.version,
-                ", ".join(changed),
-                elapsed_ms,
-            )
+            log_new_snapshot(before, cache.set_resources(resources), started)
 
 
 async def run_control_plane(
-    paths: Sequence[Path],
+    feed: ConfigFeed,
     address: str,
     port: int,
-    settings: DeploymentSettings,
-    watch_files: bool = True,
+    health: tuple[str, int] | None = None,
 ) -> None:
+    """Serve until SIGTERM/SIGINT. `health`: where /healthz and /readyz answer."""
     cache = SnapshotCache()
-    source = ConfigSource(paths, cache, settings)
-    version = source.load()  # a bad config at startup is fatal: nothing good to serve
-    server, _, bound = await start_xds_server(cache, address, port)
-    tasks: set[asyncio.Task[None]] = set()
-
-    def reload_now() -> None:
-        task = asyncio.create_task(source.reload())
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
-    on_signal(signal.SIGHUP, reload_now)
-    stopped = asyncio.create_task(wait_for_stop_signal())
-    watcher = (
-        asyncio.create_task(watch(source.paths, source.reload, seen=source.loaded))
-        if watch_files
-        else None
+    first_snapshot = cache.watch()
+    health_runner = (
+        await start_health_server(*health, lambda: cache.served_version) if health else None
     )
-    await asyncio.sleep(0)  # the stop handlers are in place before we say we serve
-    log.info("serving config version %s over ADS on %s:%d", version, address, bound)
+    following = asyncio.create_task(feed.run(cache))
+    stopped = asyncio.create_task(wait_for_stop_signal())
+    first = asyncio.create_task(first_snapshot.wait())
+    server = None
     try:
-        await stopped
+        await asyncio.wait({following, stopped, first}, return_when=asyncio.FIRST_COMPLETED)
+        cache.unwatch(first_snapshot)
+        if following.done():
+            following.result()  # the feed gave up: say why
+            return
+        if stopped.done():
+            return
+        server, _, bound = await start_xds_server(cache, address, port)
+        version = cache.served_version
+        log.info("serving config version %s over ADS on %s:%d", version, address, bound)
+        await asyncio.wait({following, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if following.done():
+            following.result()
     finally:
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-        await server.stop(grace=1)
+        for task in (following, stopped, first):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if server is not None:
+            await server.stop(grace=1)
+        if health_runner is not None:
+            await health_runner.cleanup()
 
 
-def serve(
-    paths: Sequence[Path],
-    address: str,
-    port: int,
-    settings: DeploymentSettings,
-    watch_files: bool = True,
-) -> None:
-    asyncio.run(run_control_plane(paths, address, port, settings, watch_files))
+def serve(feed: ConfigFeed, address: str, port: int, health: tuple[str, int] | None) -> None:
+    asyncio.run(run_control_plane(feed, address, port, health))

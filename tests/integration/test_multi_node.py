@@ -36,6 +36,7 @@ def second_envoy(stack: ComponentStack, workdir: Path) -> tuple[ManagedProcess, 
                 admin_port=admin_port,
                 xds_port=stack.control_plane.port,
                 ext_proc_port=stack.ext_proc_port,
+                health_port=free_port(),
             )
         )
     )

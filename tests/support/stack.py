@@ -169,19 +169,19 @@ def envoy_live(admin_port: int) -> bool:
     return reply.status_code == 200 and reply.text.strip() == "LIVE"
 
 
-class ComponentStack:
-    """Control plane (in-process) + `meshroute ext-proc` + Envoy, each separately stoppable.
+class DataPlane:
+    """`meshroute ext-proc` and Envoy, as processes, the way a pod runs them beside an
+    application: both fed by the control plane at `xds_port`, every listener on loopback."""
 
-    Serves the config in `config_dir`, with every listener on loopback. Envoy speaks
-    State-of-the-World ADS, or incremental ADS with `xds_protocol="delta"`.
-    """
-
-    def __init__(self, config_dir: Path, workdir: Path, xds_protocol: XdsProtocol = "sotw") -> None:
-        self.config_dir = config_dir
-        self.settings = DeploymentSettings(bind_address="127.0.0.1", internal_port=free_port())
-        config = load_config([config_dir])
-        self.gateway_ports = {name: gateway.spec.port for name, gateway in config.gateways.items()}
-        self.control_plane = ControlPlaneThread(self.translate())
+    def __init__(
+        self,
+        xds_port: int,
+        workdir: Path,
+        wait_for_ports: list[int],
+        xds_protocol: XdsProtocol = "sotw",
+    ) -> None:
+        """Returns once Envoy is LIVE and has opened `wait_for_ports`."""
+        self.xds_port = xds_port
         self.ext_proc_port = free_port()
         self.admin_port = free_port()
         self.ext_proc: ManagedProcess | None = None
@@ -192,9 +192,10 @@ class ComponentStack:
                 BootstrapSettings(
                     node_id="test-envoy",
                     admin_port=self.admin_port,
-                    xds_port=self.control_plane.port,
+                    xds_port=xds_port,
                     ext_proc_port=self.ext_proc_port,
                     xds_protocol=xds_protocol,
+                    health_port=free_port(),
                 )
             )
         )
@@ -212,16 +213,13 @@ class ComponentStack:
                 "--use-dynamic-base-id",
             ],
         )
-        self.envoy.wait_until(lambda: envoy_live(self.admin_port), "Envoy is LIVE")
-        for port in [*self.gateway_ports.values(), self.settings.internal_port]:
-            self.envoy.wait_until(functools.partial(port_open, port), f"port {port} is open")
-
-    def translate(self) -> Resources:
-        """The config directory as it is now, as resources for this stack (with the
-        providers' keys read from this process's environment, as the control plane
-        reads its own)."""
-        config = load_config([self.config_dir])
-        return translate(config, self.settings, read_credentials(config, self.settings.secrets_dir))
+        try:
+            self.envoy.wait_until(lambda: envoy_live(self.admin_port), "Envoy is LIVE")
+            for port in wait_for_ports:
+                self.envoy.wait_until(functools.partial(port_open, port), f"port {port} is open")
+        except BaseException:
+            self.close()
+            raise
 
     def start_ext_proc(self) -> None:
         self.ext_proc = ManagedProcess(
@@ -233,18 +231,66 @@ class ComponentStack:
                 "--port",
                 str(self.ext_proc_port),
                 "--xds-address",
-                f"127.0.0.1:{self.control_plane.port}",
+                f"127.0.0.1:{self.xds_port}",
                 "--node-id",
                 "test-ext-proc",
             ),
         )
         self.ext_proc.wait_until(lambda: grpc_serving(self.ext_proc_port), "ext_proc is SERVING")
 
+    def close(self) -> None:
+        envoy = getattr(self, "envoy", None)
+        if envoy is not None:
+            envoy.stop()
+        if self.ext_proc is not None:
+            self.ext_proc.stop()
+
+
+class ComponentStack:
+    """Control plane (in-process) + `meshroute ext-proc` + Envoy, each separately stoppable.
+
+    Serves the config in `config_dir`, with every listener on loopback. Envoy speaks
+    State-of-the-World ADS, or incremental ADS with `xds_protocol="delta"`.
+    """
+
+    def __init__(self, config_dir: Path, workdir: Path, xds_protocol: XdsProtocol = "sotw") -> None:
+        self.config_dir = config_dir
+        self.settings = DeploymentSettings(bind_address="127.0.0.1", internal_port=free_port())
+        config = load_config([config_dir])
+        self.gateway_ports = {name: gateway.spec.port for name, gateway in config.gateways.items()}
+        self.control_plane = ControlPlaneThread(self.translate())
+        try:
+            self.data_plane = DataPlane(
+                self.control_plane.port,
+                workdir,
+                [*self.gateway_ports.values(), self.settings.internal_port],
+                xds_protocol,
+            )
+        except BaseException:
+            self.control_plane.close()
+            raise
+        self.ext_proc_port = self.data_plane.ext_proc_port
+        self.admin_port = self.data_plane.admin_port
+
+    @property
+    def ext_proc(self) -> ManagedProcess | None:
+        return self.data_plane.ext_proc
+
+    def start_ext_proc(self) -> None:
+        self.data_plane.start_ext_proc()
+
+    def translate(self) -> Resources:
+        """The config directory as it is now, as resources for this stack (with the
+        providers' keys read from this process's environment, as the control plane
+        reads its own)."""
+        config = load_config([self.config_dir])
+        return translate(config, self.settings, read_credentials(config, self.settings.secrets_dir))
+
     def url(self, gateway: str, path: str = "/v1/chat/completions") -> str:
         return f"http://127.0.0.1:{self.gateway_ports[gateway]}{path}"
 
     def close(self) -> None:
-        self.envoy.stop()
-        if self.ext_proc is not None:
-            self.ext_proc.stop()
-        self.control_plane.close()
+        try:
+            self.data_plane.close()
+        finally:
+            self.control_plane.close()

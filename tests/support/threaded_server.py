@@ -35,6 +35,11 @@ class ThreadedServer:
         return int(server.sockets[0].getsockname()[1])
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the app runs on; its state is safe to touch only from there."""
+        return self._loop
+
+    @property
     def url(self) -> str:
         scheme = "http" if self._ssl_context is None else "https"
         return f"{scheme}://127.0.0.1:{self.port}"

@@ -203,3 +203,36 @@ def test_route_says_why_it_fell_back_when_the_model_is_down(tmp_path: Path) -> N
     fields = dict(line.split(":", 1) for line in result.stdout.splitlines())
     assert (fields["agent"].strip(), fields["reason"].strip()) == ("weather", "fallback")
     assert "(unreachable:" in fields["why"]
+
+
+def test_crds_prints_the_committed_crds() -> None:
+    result = meshroute("crds")
+    assert result.returncode == 0, result.stderr
+    committed = (
+        Path(__file__).resolve().parents[2] / "deploy" / "crds" / "meshroute.io_v1alpha1.yaml"
+    )
+    assert result.stdout == committed.read_text()
+    kinds = [doc["spec"]["names"]["kind"] for doc in yaml.safe_load_all(result.stdout) if doc]
+    assert kinds == ["Agent", "LLMProvider", "Gateway"]
+
+
+def test_control_plane_says_which_source_needs_what(tmp_path: Path) -> None:
+    no_paths = meshroute("control-plane", "--health-port", "0")
+    assert no_paths.returncode == 2
+    assert "name the config files or directories to serve" in no_paths.stderr
+    both = meshroute("control-plane", "--source", "kubernetes", str(QUICKSTART))
+    assert both.returncode == 2
+    assert "the kubernetes source reads no files" in both.stderr
+    nowhere = subprocess.run(
+        meshroute_argv(
+            "control-plane", "--source", "kubernetes", "--kubeconfig", str(tmp_path / "absent")
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"},
+    )
+    assert nowhere.returncode == 1
+    assert nowhere.stderr.startswith("error: cannot load the kubeconfig")
+    assert "Traceback" not in nowhere.stderr

@@ -37,14 +37,25 @@ YAML_SUFFIXES = (".yaml", ".yml")
 def load_config(paths: Iterable[Path | str]) -> Config:
     """Load and check every object under `paths`; raise ConfigErrors listing all problems."""
     errors: list[ConfigError] = []
-    objects: list[tuple[Object, Source]] = []
+    objects: list[tuple[Object, Source | None]] = []
     for file in _yaml_files([Path(path) for path in paths], errors):
         objects.extend(_load_file(file, errors))
-    config = _assemble(objects, errors)
-    errors.extend(check_references(config))
+    config, problems = check_objects(objects)
+    errors.extend(problems)
     if errors:
         raise ConfigErrors(errors)
     return config
+
+
+def check_objects(
+    objects: Sequence[tuple[Object, Source | None]],
+) -> tuple[Config, list[ConfigError]]:
+    """Parsed objects -> a Config, with every problem between them (names defined
+    twice, references to what does not exist); a source of None says "not from a file"."""
+    errors: list[ConfigError] = []
+    config = _assemble(objects, errors)
+    errors.extend(check_references(config))
+    return config, errors
 
 
 def _yaml_files(paths: list[Path], errors: list[ConfigError]) -> list[Path]:
@@ -70,13 +81,13 @@ def _yaml_files(paths: list[Path], errors: list[ConfigError]) -> list[Path]:
     return files
 
 
-def _load_file(file: Path, errors: list[ConfigError]) -> list[tuple[Object, Source]]:
+def _load_file(file: Path, errors: list[ConfigError]) -> list[tuple[Object, Source | None]]:
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         errors.append(ConfigError(file, None, None, None, f"cannot read: {error}"))
         return []
-    loaded: list[tuple[Object, Source]] = []
+    loaded: list[tuple[Object, Source | None]] = []
     loader = yaml.SafeLoader(text)
     try:
         while loader.check_node():
@@ -85,7 +96,7 @@ def _load_file(file: Path, errors: list[ConfigError]) -> list[tuple[Object, Sour
                 continue
             data = loader.construct_document(node)
             source = Source(file=file, line=int(node.start_mark.line) + 1, node=node)
-            parsed = _parse_object(data, source, errors)
+            parsed = parse_object(data, source, errors)
             if parsed is not None:
                 loaded.append((parsed, source))
     except yaml.YAMLError as error:
@@ -98,10 +109,13 @@ def _load_file(file: Path, errors: list[ConfigError]) -> list[tuple[Object, Sour
     return loaded
 
 
-def _parse_object(data: Any, source: Source, errors: list[ConfigError]) -> Object | None:
+def parse_object(data: Any, source: Source | None, errors: list[ConfigError]) -> Object | None:
+    """One parsed document -> its checked object, or None with the reasons in `errors`."""
+
     def error(location: Sequence[str | int], message: str, ref: str | None = None) -> None:
         field_path = format_field_path(location) or None
-        errors.append(ConfigError(source.file, source.line_of(location), ref, field_path, message))
+        file, line = (source.file, source.line_of(location)) if source else (None, None)
+        errors.append(ConfigError(file, line, ref, field_path, message))
 
     if data is None:  # an empty document, e.g. a trailing `---`
         return None
@@ -165,7 +179,7 @@ def _friendly(detail: Any) -> str:
     return message.removeprefix("Value error, ")
 
 
-def _assemble(objects: list[tuple[Object, Source]], errors: list[ConfigError]) -> Config:
+def _assemble(objects: Sequence[tuple[Object, Source | None]], errors: list[ConfigError]) -> Config:
     agents: dict[str, Agent] = {}
     gateways: dict[str, Gateway] = {}
     providers: dict[str, LLMProvider] = {}
@@ -178,17 +192,20 @@ def _assemble(objects: list[tuple[Object, Source]], errors: list[ConfigError]) -
     for obj, source in objects:
         bucket = buckets[type(obj)]
         if obj.name in bucket:
-            first = sources[obj.ref]
+            first = sources.get(obj.ref)
             errors.append(
                 ConfigError(
-                    source.file,
-                    source.line_of(["metadata", "name"]),
+                    source.file if source else None,
+                    source.line_of(["metadata", "name"]) if source else None,
                     obj.ref,
                     "metadata.name",
-                    f"defined twice; first at {first.file}:{first.line}",
+                    f"defined twice; first at {first.file}:{first.line}"
+                    if first
+                    else "defined twice",
                 )
             )
             continue
         bucket[obj.name] = obj
-        sources[obj.ref] = source
+        if source is not None:
+            sources[obj.ref] = source
     return Config(agents=agents, gateways=gateways, providers=providers, sources=sources)

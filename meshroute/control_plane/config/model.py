@@ -120,6 +120,8 @@ class ObjectMeta(Spec):
     name: Name
     namespace: Name | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    """Accepted and ignored, so files written for `kubectl apply` load as they are."""
 
 
 class _Object(Spec):

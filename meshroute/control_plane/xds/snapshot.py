@@ -94,6 +94,11 @@ class SnapshotCache:
         return frozenset(self._retiring)
 
     @property
+    def served_version(self) -> str | None:
+        """The version being served; None before the first snapshot."""
+        return self._snapshot.version if self._snapshot is not None else None
+
+    @property
     def current(self) -> Snapshot:
         if self._snapshot is None:
             raise RuntimeError("no snapshot has been set yet")
