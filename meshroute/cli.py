@@ -44,6 +44,13 @@ def _add_log_level(parser: argparse.ArgumentParser) -> None:
         choices=["debug", "info", "warning", "error"],
         help="log level (env MESHROUTE_LOG_LEVEL; default info)",
     )
+    parser.add_argument(
+        "--log-format",
+        default=_env("log-format", "text"),
+        choices=["text", "json"],
+        help="log lines for people, or one JSON object per line (env MESHROUTE_LOG_FORMAT; "
+        "default text)",
+    )
 
 
 def _paths(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -73,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add(up, "xds-port", 18000, "control plane port on loopback (0 picks a free one)")
     _add(up, "ext-proc-port", 18001, "ext_proc port on loopback (0 picks a free one)")
     _add(up, "internal-port", 18002, "Envoy's internal listener on loopback (0 picks a free one)")
+    _add(
+        up,
+        "health-port",
+        18080,
+        "control plane /metrics and /status on loopback (0 picks a free one)",
+    )
+    _add(up, "metrics-port", 18081, "ext_proc /metrics on loopback (0 picks a free one)")
     _add(up, "envoy-log-level", "warning", "Envoy's log level")
     up.add_argument(
         "--xds-protocol",
@@ -99,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     route.add_argument("--gateway", help="which Gateway (needed when there are several)")
 
     _add_control_plane_command(commands)
+    _add_status_command(commands)
     commands.add_parser(
         "crds",
         help="print the CustomResourceDefinitions for Agent, LLMProvider and Gateway "
@@ -110,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add(ext_proc, "port", 18001, "ext_proc port")
     _add(ext_proc, "xds-address", "127.0.0.1:18000", "the control plane, host:port")
     _add(ext_proc, "node-id", None, "xDS node id (default ext-proc-<host>-<pid>)")
+    _add(ext_proc, "metrics-address", "127.0.0.1", "address /metrics (Prometheus) listens on")
+    _add(ext_proc, "metrics-port", 18081, "port for /metrics (0: none)")
     _add_log_level(ext_proc)
 
     demo = commands.add_parser(
@@ -184,6 +201,27 @@ def _add_control_plane_command(commands: Any) -> None:
     _add_log_level(control_plane)
 
 
+def _add_status_command(commands: Any) -> None:
+    status = commands.add_parser(
+        "status",
+        help="show a running meshroute: xDS clients, upstream traffic, routing decisions",
+        description="Reads the control plane's /status, Envoy's admin endpoint and the "
+        "routing sidecar's metrics, each with a 2 s timeout, and prints what they say.",
+        epilog="Exit status: 0 when every source answered; 1 when any was unreachable "
+        "(its section says why; the others are still shown); 2 on bad arguments.",
+    )
+    _add(status, "control-plane", "http://127.0.0.1:18080", "the control plane's HTTP endpoint")
+    _add(status, "admin", "http://127.0.0.1:9901", "Envoy's admin endpoint")
+    _add(status, "ext-proc-metrics", "http://127.0.0.1:18081/metrics", "the sidecar's metrics")
+    _add(status, "interval", 1.0, "seconds between the two samples rates are computed from")
+    status.add_argument(
+        "--json",
+        action="store_true",
+        default=_env("json", "") not in ("", "0", "false"),
+        help="print the same data as JSON (env MESHROUTE_JSON)",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     handler = _COMMANDS[args.command]
@@ -212,12 +250,22 @@ def _load(paths: list[Path]) -> Any:
 
 
 def _deployment(args: argparse.Namespace) -> Any:
-    from meshroute.control_plane.translate.deployment import DeploymentSettings
+    """The deployment facts from flags, and Envoy's tracing from the OTEL_* environment."""
+    from meshroute.control_plane.translate.deployment import (
+        DeploymentSettings,
+        tracing_from_environment,
+    )
 
+    try:
+        tracing = tracing_from_environment(os.environ)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     return DeploymentSettings(
         bind_address=args.gateway_address,
         internal_port=args.internal_port,
         ca_bundle=args.ca_bundle,
+        tracing=tracing,
     )
 
 
@@ -297,7 +345,10 @@ def _cmd_up(args: argparse.Namespace) -> int:
         xds_port=args.xds_port,
         internal_port=args.internal_port,
         ext_proc_port=args.ext_proc_port,
+        health_port=args.health_port,
+        metrics_port=args.metrics_port,
         log_level=args.log_level,
+        log_format=args.log_format,
         envoy_log_level=args.envoy_log_level,
         xds_protocol=args.xds_protocol,
         envoy_concurrency=args.envoy_concurrency or None,
@@ -309,7 +360,7 @@ def _cmd_control_plane(args: argparse.Namespace) -> int:
     from meshroute.control_plane.service import ConfigRejected, FileFeed, serve
     from meshroute.lifecycle import configure_logging
 
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     settings = dataclasses.replace(_deployment(args), secrets_dir=args.secrets_dir)
     health = (args.address, args.health_port) if args.health_port else None
     if args.source == "kubernetes":
@@ -351,8 +402,9 @@ def _cmd_ext_proc(args: argparse.Namespace) -> int:
     from meshroute.ext_proc.service import default_node_id, serve
     from meshroute.lifecycle import configure_logging
 
-    configure_logging(args.log_level)
-    serve(args.address, args.port, args.xds_address, args.node_id or default_node_id())
+    configure_logging(args.log_level, args.log_format)
+    metrics = (args.metrics_address, args.metrics_port) if args.metrics_port else None
+    serve(args.address, args.port, args.xds_address, args.node_id or default_node_id(), metrics)
     return 0
 
 
@@ -360,7 +412,7 @@ def _cmd_demo_models(args: argparse.Namespace) -> int:
     from meshroute.demo.models import serve
     from meshroute.lifecycle import configure_logging
 
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     keys = None
     if args.require_keys:
         keys = {
@@ -380,9 +432,17 @@ def _cmd_demo_agents(args: argparse.Namespace) -> int:
     from meshroute.demo.agents import serve
     from meshroute.lifecycle import configure_logging
 
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     serve(args.address, args.port)
     return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from meshroute.status import run_status
+
+    return run_status(
+        args.control_plane, args.admin, args.ext_proc_metrics, args.interval, args.json
+    )
 
 
 def _cmd_crds(_: argparse.Namespace) -> int:
@@ -398,6 +458,7 @@ _COMMANDS = {
     "validate": _cmd_validate,
     "render": _cmd_render,
     "route": _cmd_route,
+    "status": _cmd_status,
     "control-plane": _cmd_control_plane,
     "ext-proc": _cmd_ext_proc,
     "demo-agents": _cmd_demo_agents,

@@ -5,16 +5,65 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import json
 import logging
 import signal
 import sys
 from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Literal
+
+from opentelemetry import trace
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+LogFormat = Literal["text", "json"]
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("meshroute_request_id", default=None)
+"""The x-request-id of the request being handled, for log lines about it."""
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+def configure_logging(level: str, log_format: LogFormat = "text") -> None:
+    """Text for people, or one JSON object per line for log pipelines; either way
+    lines written while a request is handled carry its request and trace ids."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(add_request_context)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(LOG_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+def add_request_context(record: logging.LogRecord) -> bool:
+    record.request_id = REQUEST_ID.get()
+    span_context = trace.get_current_span().get_span_context()
+    record.trace_id = format(span_context.trace_id, "032x") if span_context.is_valid else None
+    return True
+
+
+class TextFormatter(logging.Formatter):
+    """The classic line, with the request id at the end when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        request_id = getattr(record, "request_id", None)
+        return f"{line} [request {request_id}]" if request_id else line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request and trace ids."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("request_id", "trace_id"):
+            value = getattr(record, key, None)
+            if value:
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
 
 
 async def wait_for_stop_signal() -> signal.Signals:

@@ -18,6 +18,10 @@ VARIANT_HEADER: Final = "x-meshroute-variant"  # which of an agent's variants se
 MODEL_HEADER: Final = "x-meshroute-model"  # model gateway: the model name that served
 PROVIDER_HEADER: Final = "x-meshroute-provider"  # model gateway: the LLMProvider
 
+# The user agent the ext_proc server names in its xDS Node, so the control plane can
+# tell sidecars from Envoys (which say "envoy").
+EXT_PROC_USER_AGENT: Final = "meshroute-ext-proc"
+
 # gRPC metadata on every ext_proc stream naming the Gateway the request came in on.
 GATEWAY_METADATA_KEY: Final = "x-meshroute-gateway"
 
@@ -49,5 +53,23 @@ AUTO_MODEL: Final = "auto"
 # serve a named model without asking the sidecar.
 MODEL_METADATA_NAMESPACE: Final = "meshroute"
 MODEL_METADATA_KEY: Final = "model"
+
+# Envoy's access logs, which the sidecar also receives (gRPC AccessLogService on its
+# own server) and turns into metrics. Every entry carries these request headers, the
+# routing decision: the sidecar sets them before the route is chosen.
+ACCESS_LOG_HEADERS: Final = (AGENT_HEADER, ROUTE_REASON_HEADER, MODEL_HEADER, PROVIDER_HEADER)
+# An entry's `common_properties` say where it came from through `log_name`: the
+# Gateway's name, or this for the internal listener (the sidecar's own calls).
+INTERNAL_LOG_NAME: Final = "_internal"  # no Gateway can be named so (names are DNS labels)
+
+# GenAI usage Envoy itself reads from chat responses (JSON bodies and SSE streams,
+# OpenAI and Anthropic shapes), as dynamic metadata in this namespace: in every access
+# log entry (`common_properties.metadata.filter_metadata`) and on Envoy's spans.
+# Only the keys a response carried are present.
+USAGE_METADATA_NAMESPACE: Final = "meshroute.usage"
+USAGE_INPUT_TOKENS: Final = "input_tokens"  # number: prompt tokens
+USAGE_OUTPUT_TOKENS: Final = "output_tokens"  # number: completion tokens
+USAGE_RESPONSE_MODEL: Final = "response_model"  # string: the model id the upstream named
+USAGE_FINISH_REASON: Final = "finish_reason"  # string: Anthropic's stop_reason only
 
 ROUTING_TABLE_TYPE_URL: Final = "type.googleapis.com/meshroute.api.v1alpha1.RoutingTable"

@@ -20,11 +20,12 @@ from meshroute.control_plane.bootstrap import envoy_refusal
 from meshroute.control_plane.config import ConfigErrors, load_config
 from meshroute.control_plane.credentials import MissingCredentials, read_credentials
 from meshroute.control_plane.health import start_health_server
+from meshroute.control_plane.metrics import ControlPlaneMetrics, ReloadOutcome
 from meshroute.control_plane.translate.deployment import DeploymentSettings
 from meshroute.control_plane.translate.snapshot import Resources, translate
 from meshroute.control_plane.watch import fingerprint, watch
 from meshroute.control_plane.xds import type_urls
-from meshroute.control_plane.xds.server import start_xds_server
+from meshroute.control_plane.xds.server import AggregatedDiscoveryService, start_xds_server
 from meshroute.control_plane.xds.snapshot import Snapshot, SnapshotCache
 from meshroute.lifecycle import on_signal, wait_for_stop_signal
 
@@ -38,8 +39,9 @@ class ConfigRejected(Exception):
 class ConfigFeed(Protocol):
     """Where the config comes from."""
 
-    async def run(self, cache: SnapshotCache) -> None:
-        """Put the config into `cache`, and again whenever it changes, until cancelled.
+    async def run(self, cache: SnapshotCache, metrics: ControlPlaneMetrics) -> None:
+        """Put the config into `cache`, and again whenever it changes, until cancelled;
+        report each change with `report_snapshot` (and refusals to `metrics`).
         Raising ends the control plane (e.g. ConfigRejected at startup)."""
 
 
@@ -60,15 +62,25 @@ def build_resources(paths: Sequence[Path], settings: DeploymentSettings) -> Reso
     return resources
 
 
-def log_new_snapshot(before: Snapshot | None, after: Snapshot, started: float) -> None:
-    """One line per reload: the version now served, and what it pushes."""
+def report_snapshot(
+    before: Snapshot | None,
+    after: Snapshot,
+    started: float,
+    metrics: ControlPlaneMetrics,
+    outcome: ReloadOutcome = "accepted",
+) -> None:
+    """One log line per reload: the version now served, and what it pushes; and the
+    same in metrics."""
     elapsed_ms = (time.perf_counter() - started) * 1000
+    metrics.served(after.version)
     if before is None:
         log.info("config loaded: version %s (checked in %.0f ms)", after.version, elapsed_ms)
         return
     if after.version == before.version:
+        metrics.reloaded("unchanged")
         log.info("config reloaded: no change (version %s)", after.version)
         return
+    metrics.reloaded(outcome)
     changed = [
         type_urls.short_name(type_url)
         for type_url in type_urls.PUSH_ORDER
@@ -98,36 +110,39 @@ class FileFeed:
         self._watch_files = watch_files
         self._reloading = asyncio.Lock()
 
-    async def run(self, cache: SnapshotCache) -> None:
+    async def run(self, cache: SnapshotCache, metrics: ControlPlaneMetrics) -> None:
         loaded = fingerprint(self.paths)  # before reading: later edits count as changes
-        cache.set_resources(await asyncio.to_thread(build_resources, self.paths, self._settings))
+        started = time.perf_counter()
+        resources = await asyncio.to_thread(build_resources, self.paths, self._settings)
+        report_snapshot(None, cache.set_resources(resources), started, metrics)
         reloads: set[asyncio.Task[None]] = set()
 
         def reload_now() -> None:
-            task = asyncio.create_task(self.reload(cache))
+            task = asyncio.create_task(self.reload(cache, metrics))
             reloads.add(task)
             task.add_done_callback(reloads.discard)
 
         on_signal(signal.SIGHUP, reload_now)
         if self._watch_files:
-            await watch(self.paths, lambda: self.reload(cache), seen=loaded)
+            await watch(self.paths, lambda: self.reload(cache, metrics), seen=loaded)
         else:
             await asyncio.Event().wait()  # SIGHUP only
 
-    async def reload(self, cache: SnapshotCache) -> None:
+    async def reload(self, cache: SnapshotCache, metrics: ControlPlaneMetrics) -> None:
         async with self._reloading:
             before = cache.current
             started = time.perf_counter()
             try:
                 resources = await asyncio.to_thread(build_resources, self.paths, self._settings)
             except ConfigRejected as rejected:
+                metrics.reloaded("rejected")
                 log.error(
                     "config reload REJECTED, still serving version %s: %s",
                     before.version,
                     rejected,
                 )
                 return
-            log_new_snapshot(before, cache.set_resources(resources), started)
+            report_snapshot(before, cache.set_resources(resources), started, metrics)
 
 
 async def run_control_plane(
@@ -138,11 +153,15 @@ async def run_control_plane(
 ) -> None:
     """Serve until SIGTERM/SIGINT. `health`: where /healthz and /readyz answer."""
     cache = SnapshotCache()
+    metrics = ControlPlaneMetrics()
+    service = AggregatedDiscoveryService(cache, metrics)
     first_snapshot = cache.watch()
     health_runner = (
-        await start_health_server(*health, lambda: cache.served_version) if health else None
+        await start_health_server(*health, lambda: cache.served_version, metrics, service.status)
+        if health
+        else None
     )
-    following = asyncio.create_task(feed.run(cache))
+    following = asyncio.create_task(feed.run(cache, metrics))
     stopped = asyncio.create_task(wait_for_stop_signal())
     first = asyncio.create_task(first_snapshot.wait())
     server = None
@@ -154,7 +173,7 @@ async def run_control_plane(
             return
         if stopped.done():
             return
-        server, _, bound = await start_xds_server(cache, address, port)
+        server, _, bound = await start_xds_server(cache, address, port, service)
         version = cache.served_version
         log.info("serving config version %s over ADS on %s:%d", version, address, bound)
         await asyncio.wait({following, stopped}, return_when=asyncio.FIRST_COMPLETED)

@@ -5,6 +5,7 @@ kinds of gateway make (agents on an agent gateway, routing preferences for
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -38,6 +39,8 @@ class Choice:
     """Why the routing model gave no choice (it failed); None when it simply chose."""
     detail: str = ""
     cached: bool = False
+    model_seconds: float | None = None
+    """How long the routing model took (answered or not); None when it was not asked."""
 
 
 class Chooser(Protocol):
@@ -81,6 +84,7 @@ class OrchestratorChooser:
         )
 
     async def choose(self, turns: Sequence[Turn]) -> Choice:
+        started = time.perf_counter()
         outcome = await self._client.decide(turns)
         return Choice(
             names=outcome.agents,
@@ -88,6 +92,7 @@ class OrchestratorChooser:
             cause=outcome.cause,
             detail=outcome.detail,
             cached=outcome.cached,
+            model_seconds=None if outcome.cached else time.perf_counter() - started,
         )
 
 

@@ -19,6 +19,7 @@ import aiohttp
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from opentelemetry.util.types import AttributeValue
 
 from meshroute.api import contract
 from meshroute.api.v1alpha1 import routing_table_pb2 as rt
@@ -31,7 +32,8 @@ from meshroute.ext_proc.exchange import (
     Exchange,
     header_value,
 )
-from meshroute.ext_proc.stats import RoutingStats
+from meshroute.ext_proc.metrics import SidecarMetrics
+from meshroute.ext_proc.telemetry import TRACER, request_attributes
 from meshroute.ext_proc.translators import anthropic_client, openai_client
 
 log = logging.getLogger("meshroute.ext_proc")
@@ -79,6 +81,21 @@ class ModelChoice:
     reason: str
     cause: str | None = None
     detail: str = ""
+    model_seconds: float | None = None
+    """How long the routing model took, for `model: auto`."""
+
+    def attributes(self) -> dict[str, AttributeValue]:
+        """The choice, as span attributes."""
+        attributes: dict[str, AttributeValue] = {
+            "meshroute.model": self.target.name,
+            "meshroute.provider": self.target.provider,
+            "meshroute.route_reason": self.reason,
+        }
+        if self.cause is not None:
+            attributes["meshroute.fallback_cause"] = self.cause
+        if self.model_seconds is not None:
+            attributes["meshroute.orchestrator_ms"] = round(self.model_seconds * 1000, 2)
+        return attributes
 
 
 class ModelNotFound(Exception):
@@ -92,7 +109,7 @@ class ModelRouting:
         self,
         table: rt.RoutingTable,
         session: aiohttp.ClientSession | None = None,
-        stats: RoutingStats | None = None,
+        metrics: SidecarMetrics | None = None,
     ) -> None:
         models = table.models
         self.gateway = table.gateway
@@ -115,7 +132,7 @@ class ModelRouting:
                 session,
                 f"gateway {self.gateway}",
             )
-        self._stats = stats or RoutingStats()
+        self._metrics = metrics or SidecarMetrics()
         self.families = frozenset(_FAMILY[target.api] for target in self.targets.values())
 
     def start(self) -> ModelExchange:
@@ -141,16 +158,24 @@ class ModelRouting:
         if self._chooser is None:
             return ModelChoice(default, contract.REASON_DEFAULT)
         choice = await self._chooser.choose(turns)
+        seconds = choice.model_seconds
         if choice.cause is not None:
-            return ModelChoice(default, contract.REASON_FALLBACK, choice.cause, choice.detail)
+            return ModelChoice(
+                default, contract.REASON_FALLBACK, choice.cause, choice.detail, seconds
+            )
         if not choice.names:
-            return ModelChoice(default, contract.REASON_DEFAULT)
+            return ModelChoice(default, contract.REASON_DEFAULT, model_seconds=seconds)
         model = self._preferences[choice.names[0]]
-        return ModelChoice(self.targets[model], contract.REASON_PREFERENCE)
+        return ModelChoice(self.targets[model], contract.REASON_PREFERENCE, model_seconds=seconds)
 
     def count(self, choice: ModelChoice) -> None:
-        self._stats.count(
-            self.gateway, choice.reason, choice.cause, choice.detail, f"model {self.default_model}"
+        self._metrics.decided(
+            self.gateway,
+            choice.target.name,
+            choice.reason,
+            cause=choice.cause,
+            detail=choice.detail,
+            model_seconds=choice.model_seconds,
         )
 
 
@@ -195,8 +220,14 @@ class ModelExchange(Exchange):
     async def request_body(self, body: bytes) -> AsyncIterator[ep.ProcessingResponse]:
         routing = self._routing
         try:
-            request = parse_chat_request(body)
-            choice = await routing.choose(request.payload, request.turns)
+            with TRACER.start_as_current_span("parse request") as span:
+                request = parse_chat_request(body)
+                if span.is_recording():
+                    span.set_attributes(request_attributes(request))
+            with TRACER.start_as_current_span("routing decision") as span:
+                choice = await routing.choose(request.payload, request.turns)
+                if span.is_recording():
+                    span.set_attributes(choice.attributes())
         except BadRequest as bad:
             yield self.finish(responses.error(400, bad.code, bad.message))
             return

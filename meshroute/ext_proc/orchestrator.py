@@ -25,10 +25,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
+from opentelemetry.trace import SpanKind
 
 from meshroute.ext_proc.chat_request import Turn
 from meshroute.ext_proc.decision_cache import DecisionCache
 from meshroute.ext_proc.snippets import snippet
+from meshroute.ext_proc.telemetry import TRACER, outgoing_headers
 
 log = logging.getLogger("meshroute.ext_proc.orchestrator")
 
@@ -229,12 +231,17 @@ class OrchestratorClient:
             "max_tokens": REPLY_MAX_TOKENS,
             "stream": False,
         }
-        async with self._session.post(
-            self._settings.url, json=body, timeout=self._timeout
-        ) as response:
-            text = await response.text()
-            if response.status != 200:
-                raise _HttpError(response.status, snippet(text))
+        with TRACER.start_as_current_span("orchestrator call", kind=SpanKind.CLIENT) as span:
+            span.set_attributes(
+                {"gen_ai.operation.name": "chat", "gen_ai.request.model": self._settings.model}
+            )
+            async with self._session.post(
+                self._settings.url, json=body, timeout=self._timeout, headers=outgoing_headers()
+            ) as response:
+                span.set_attribute("http.response.status_code", response.status)
+                text = await response.text()
+                if response.status != 200:
+                    raise _HttpError(response.status, snippet(text))
         try:
             content = json.loads(text)["choices"][0]["message"]["content"]
         except (json.JSONDecodeError, KeyError, IndexError, TypeError):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from opentelemetry.util.types import AttributeValue
 
 from meshroute.api import contract
 from meshroute.api.v1alpha1 import routing_table_pb2 as rt
@@ -16,8 +17,9 @@ from meshroute.ext_proc import responses
 from meshroute.ext_proc.chat_request import BadRequest, Turn, parse_chat_request
 from meshroute.ext_proc.choosers import NamedRoute, build_chooser
 from meshroute.ext_proc.exchange import Exchange, header_value
+from meshroute.ext_proc.metrics import SidecarMetrics
 from meshroute.ext_proc.sequencer import Step, StepFailed, run_earlier_steps
-from meshroute.ext_proc.stats import RoutingStats
+from meshroute.ext_proc.telemetry import TRACER, request_attributes
 
 log = logging.getLogger("meshroute.ext_proc")
 
@@ -47,6 +49,22 @@ class Decision:
     """Why routing fell back, when it did."""
     detail: str = ""
     cached: bool = False
+    model_seconds: float | None = None
+
+    def attributes(self) -> dict[str, AttributeValue]:
+        """The decision, as span attributes."""
+        attributes: dict[str, AttributeValue] = {
+            "meshroute.agents": list(self.agents),
+            "meshroute.route_reason": self.reason,
+            "meshroute.decision_cached": self.cached,
+        }
+        if self.score is not None:
+            attributes["meshroute.embedded_score"] = round(self.score, 4)
+        if self.cause is not None:
+            attributes["meshroute.fallback_cause"] = self.cause
+        if self.model_seconds is not None:
+            attributes["meshroute.orchestrator_ms"] = round(self.model_seconds * 1000, 2)
+        return attributes
 
 
 class GatewayRouting:
@@ -56,7 +74,7 @@ class GatewayRouting:
         self,
         table: rt.RoutingTable,
         session: aiohttp.ClientSession | None = None,
-        stats: RoutingStats | None = None,
+        metrics: SidecarMetrics | None = None,
     ) -> None:
         if not table.gateway:
             raise ValueError("routing table without a gateway name")
@@ -71,7 +89,7 @@ class GatewayRouting:
         self.gateway = table.gateway
         self.default_agent = table.default_agent
         self.allow_client_pinning = table.allow_client_pinning
-        self._stats = stats or RoutingStats()
+        self._metrics = metrics or SidecarMetrics()
         self._session = session
         self._steps = {
             agent.name: Step(agent.name, agent.url, agent.timeout.ToTimedelta().total_seconds())
@@ -103,13 +121,21 @@ class GatewayRouting:
                 reason=contract.REASON_FALLBACK,
                 cause=choice.cause,
                 detail=choice.detail,
+                model_seconds=choice.model_seconds,
             )
         if not choice.names:
             return Decision(
-                agents=(self.default_agent,), reason=contract.REASON_DEFAULT, score=choice.score
+                agents=(self.default_agent,),
+                reason=contract.REASON_DEFAULT,
+                score=choice.score,
+                model_seconds=choice.model_seconds,
             )
         return Decision(
-            agents=choice.names, reason=choice.by, score=choice.score, cached=choice.cached
+            agents=choice.names,
+            reason=choice.by,
+            score=choice.score,
+            cached=choice.cached,
+            model_seconds=choice.model_seconds,
         )
 
     async def respond(
@@ -117,17 +143,29 @@ class GatewayRouting:
     ) -> AsyncIterator[ep.ProcessingResponse]:
         """The ext_proc answers to a buffered request body (more than one when a
         sequence needs Envoy to wait longer)."""
-        try:
-            request = parse_chat_request(body)
-        except BadRequest as bad:
-            yield responses.error(400, bad.code, bad.message)
-            return
-        if pinned is not None:
-            decision = Decision(agents=(pinned,), reason=contract.REASON_PINNED)
-        else:
-            decision = await self.decide(request.turns)
-        self._stats.count(
-            self.gateway, decision.reason, decision.cause, decision.detail, self.default_agent
+        with TRACER.start_as_current_span("parse request") as span:
+            try:
+                request = parse_chat_request(body)
+            except BadRequest as bad:
+                span.set_attribute("error.type", bad.code)
+                yield responses.error(400, bad.code, bad.message)
+                return
+            if span.is_recording():
+                span.set_attributes(request_attributes(request))
+        with TRACER.start_as_current_span("routing decision") as span:
+            if pinned is not None:
+                decision = Decision(agents=(pinned,), reason=contract.REASON_PINNED)
+            else:
+                decision = await self.decide(request.turns)
+            if span.is_recording():
+                span.set_attributes(decision.attributes())
+        self._metrics.decided(
+            self.gateway,
+            ",".join(decision.agents),
+            decision.reason,
+            cause=decision.cause,
+            detail=decision.detail,
+            model_seconds=decision.model_seconds,
         )
         if len(decision.agents) == 1:
             yield self._answers[(decision.agents[0], decision.reason)]

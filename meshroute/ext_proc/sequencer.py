@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from opentelemetry.trace import Span, SpanKind
 
 from meshroute.ext_proc.snippets import snippet
+from meshroute.ext_proc.telemetry import TRACER, outgoing_headers
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,18 @@ def _last_user_index(messages: list[Any]) -> int:
 
 
 async def _call(session: aiohttp.ClientSession, step: Step, request: dict[str, Any]) -> str:
+    with TRACER.start_as_current_span("sequence step", kind=SpanKind.CLIENT) as span:
+        span.set_attribute("meshroute.agent", step.name)
+        return await _call_in_span(session, step, request, span)
+
+
+async def _call_in_span(
+    session: aiohttp.ClientSession, step: Step, request: dict[str, Any], span: Span
+) -> str:
     try:
         async with asyncio.timeout(step.timeout):
-            async with session.post(step.url, json=request) as response:
+            async with session.post(step.url, json=request, headers=outgoing_headers()) as response:
+                span.set_attribute("http.response.status_code", response.status)
                 text = await response.text()
     except TimeoutError:
         raise StepFailed(

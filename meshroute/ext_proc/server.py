@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
 
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from meshroute.api import contract
 from meshroute.ext_proc import responses
+from meshroute.ext_proc.exchange import header_value
 from meshroute.ext_proc.gateways import AnyRouting
+from meshroute.ext_proc.metrics import SidecarMetrics
+from meshroute.ext_proc.telemetry import TRACER, attach, context_from_metadata, detach
+from meshroute.lifecycle import REQUEST_ID
 
 log = logging.getLogger("meshroute.ext_proc")
 
@@ -29,13 +37,36 @@ class RoutingTables:
 
 
 class ExternalProcessor(ep_grpc.ExternalProcessorServicer):  # type: ignore[misc]
-    def __init__(self, tables: RoutingTables) -> None:
+    def __init__(self, tables: RoutingTables, metrics: SidecarMetrics | None = None) -> None:
         self._tables = tables
+        self._metrics = metrics or SidecarMetrics()
 
     async def Process(
         self, requests: AsyncIterator[ep.ProcessingRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[ep.ProcessingResponse]:
-        gateway = _gateway_of(context)
+        metadata = context.invocation_metadata()
+        gateway = _gateway_of(metadata)
+        # One span per request, a child of Envoy's (its context is in the stream's
+        # metadata); it is current while this stream's messages are handled, so the
+        # spans and calls below join the same trace.
+        span = TRACER.start_span(
+            "meshroute ext_proc",
+            context=context_from_metadata(metadata),
+            kind=SpanKind.SERVER,
+            attributes={"meshroute.gateway": gateway},
+        )
+        token = attach(trace.set_span_in_context(span))
+        try:
+            async for answer in self._process(gateway, requests):
+                yield answer
+        finally:
+            REQUEST_ID.set(None)
+            detach(token)
+            span.end()
+
+    async def _process(
+        self, gateway: str, requests: AsyncIterator[ep.ProcessingRequest]
+    ) -> AsyncIterator[ep.ProcessingResponse]:
         # The table is taken once per request: a new one arriving mid-request does not
         # change the rules under it.
         routing = self._tables.by_gateway.get(gateway)
@@ -43,9 +74,12 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):  # type: ignore[misc
             yield _no_table(gateway)
             return
         exchange = routing.start()
+        timings = self._metrics.message_seconds
         async for request in requests:
+            started = time.perf_counter()
             phase = request.WhichOneof("request")
             if phase == "request_headers":
+                REQUEST_ID.set(header_value(request.request_headers, "x-request-id"))
                 yield exchange.request_headers(request.request_headers)
             elif phase == "request_body":
                 async for answer in exchange.request_body(request.request_body.body):
@@ -65,12 +99,13 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):  # type: ignore[misc
                     "the routing sidecar got an unexpected message",
                 )
                 return
+            timings.labels(gateway, phase).observe(time.perf_counter() - started)
             if exchange.finished:
                 return
 
 
-def _gateway_of(context: grpc.aio.ServicerContext) -> str:
-    for key, value in context.invocation_metadata() or ():
+def _gateway_of(metadata: Iterable[tuple[str, Any]] | None) -> str:
+    for key, value in metadata or ():
         if key == contract.GATEWAY_METADATA_KEY:
             return str(value)
     return ""

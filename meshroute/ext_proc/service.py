@@ -9,14 +9,19 @@ import socket
 
 import aiohttp
 import grpc
+from aiohttp import web
+from envoy.service.accesslog.v3 import als_pb2_grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from meshroute.api.v1alpha1.routing_table_pb2 import RoutingTable
+from meshroute.ext_proc.access_log import AccessLogReceiver
 from meshroute.ext_proc.gateways import AnyRouting, build_routing
+from meshroute.ext_proc.metrics import SidecarMetrics
 from meshroute.ext_proc.server import ExternalProcessor, RoutingTables
-from meshroute.ext_proc.stats import RoutingStats
 from meshroute.ext_proc.table_client import TableClient
+from meshroute.ext_proc.telemetry import configure_tracing
 from meshroute.lifecycle import wait_for_stop_signal
 
 log = logging.getLogger("meshroute.ext_proc")
@@ -34,15 +39,26 @@ def default_node_id() -> str:
     return f"ext-proc-{socket.gethostname()}-{os.getpid()}"
 
 
-async def run_ext_proc(address: str, port: int, xds_target: str, node_id: str) -> None:
+async def run_ext_proc(
+    address: str,
+    port: int,
+    xds_target: str,
+    node_id: str,
+    metrics_endpoint: tuple[str, int] | None = None,
+) -> None:
+    """Serve ext_proc (and Envoy's access logs) on address:port until SIGTERM/SIGINT;
+    Prometheus metrics on `metrics_endpoint` (host, port) when given."""
+    tracer_provider = configure_tracing()
     tables = RoutingTables()
+    metrics = SidecarMetrics()
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ]
     )
-    ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(tables), server)
+    ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(tables, metrics), server)
+    als_pb2_grpc.add_AccessLogServiceServicer_to_server(AccessLogReceiver(metrics), server)
     health_service = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
     bound = server.add_insecure_port(f"{address}:{port}")
@@ -60,19 +76,44 @@ async def run_ext_proc(address: str, port: int, xds_target: str, node_id: str) -
     # One HTTP client for the process: connections to Envoy's internal listener are
     # reused across requests and gateways.
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=HTTP_CONNECTIONS))
-    stats = RoutingStats()
 
     def build(table: RoutingTable) -> AnyRouting:
-        return build_routing(table, session, stats)
+        return build_routing(table, session, metrics)
 
     client = asyncio.create_task(TableClient(xds_target, node_id, tables, build, ready).run())
+    metrics_runner = await _serve_metrics(metrics, *metrics_endpoint) if metrics_endpoint else None
     try:
         await wait_for_stop_signal()
     finally:
         client.cancel()
         await server.stop(grace=2)
         await session.close()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
+        if tracer_provider is not None:
+            tracer_provider.shutdown()  # flushes the spans not yet exported
 
 
-def serve(address: str, port: int, xds_target: str, node_id: str) -> None:
-    asyncio.run(run_ext_proc(address, port, xds_target, node_id))
+async def _serve_metrics(metrics: SidecarMetrics, address: str, port: int) -> web.AppRunner:
+    async def exposition(_: web.Request) -> web.Response:
+        return web.Response(
+            body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    app = web.Application()
+    app.router.add_get("/metrics", exposition)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, address, port).start()
+    log.info("metrics on http://%s:%d/metrics", address, port)
+    return runner
+
+
+def serve(
+    address: str,
+    port: int,
+    xds_target: str,
+    node_id: str,
+    metrics_endpoint: tuple[str, int] | None = None,
+) -> None:
+    asyncio.run(run_ext_proc(address, port, xds_target, node_id, metrics_endpoint))

@@ -55,7 +55,9 @@ class TableClient:
     ) -> None:
         self._factory = factory
         self._target = target
-        self._node = base_pb2.Node(id=node_id, cluster="meshroute-ext-proc")
+        self._node = base_pb2.Node(
+            id=node_id, cluster="meshroute-ext-proc", user_agent_name=contract.EXT_PROC_USER_AGENT
+        )
         self._tables = tables
         self._on_first_tables = on_first_tables
         self._applied_once = False

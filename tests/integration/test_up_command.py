@@ -99,7 +99,10 @@ def test_a_busy_port_is_a_clear_error(tmp_path: Path, demo_agents_port: int) -> 
         up = ManagedProcess(
             "meshroute up",
             meshroute_argv(
-                "up", str(config), "--admin-port", "0", "--xds-port", "0", "--ext-proc-port", "0"
+                "up",
+                str(config),
+                *("--admin-port", "0", "--xds-port", "0", "--ext-proc-port", "0"),
+                *("--health-port", "0", "--metrics-port", "0"),
             ),
         )
         try:

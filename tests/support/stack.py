@@ -56,11 +56,17 @@ class UpStack:
         self.xds_port = free_port()
         self.ext_proc_port = free_port()
         self.internal_port = free_port()
+        self.health_port = free_port()
+        self.metrics_port = free_port()
         self.process = ManagedProcess(
             "meshroute up",
             meshroute_argv(
                 "up",
                 *map(str, paths),
+                "--health-port",
+                str(self.health_port),
+                "--metrics-port",
+                str(self.metrics_port),
                 "--admin-port",
                 str(self.admin_port),
                 "--xds-port",
@@ -183,6 +189,7 @@ class DataPlane:
         """Returns once Envoy is LIVE and has opened `wait_for_ports`."""
         self.xds_port = xds_port
         self.ext_proc_port = free_port()
+        self.metrics_port = free_port()
         self.admin_port = free_port()
         self.ext_proc: ManagedProcess | None = None
         self.start_ext_proc()
@@ -234,6 +241,8 @@ class DataPlane:
                 f"127.0.0.1:{self.xds_port}",
                 "--node-id",
                 "test-ext-proc",
+                "--metrics-port",
+                str(self.metrics_port),
             ),
         )
         self.ext_proc.wait_until(lambda: grpc_serving(self.ext_proc_port), "ext_proc is SERVING")

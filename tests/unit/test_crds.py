@@ -23,10 +23,15 @@ from pydantic import BaseModel, Field, ValidationError
 
 from meshroute.control_plane.config import load_config
 from meshroute.control_plane.config.model import KINDS as MODEL_KINDS
-from meshroute.control_plane.config.model import parse_base_url, parse_endpoint
+from meshroute.control_plane.config.model import (
+    parse_base_url,
+    parse_collector_endpoint,
+    parse_endpoint,
+)
 from meshroute.control_plane.config.units import parse_duration, parse_size
 from meshroute.control_plane.k8s.crds import (
     BASE_URL_PATTERN,
+    COLLECTOR_PATTERN,
     DURATION_PATTERN,
     ENDPOINT_PATTERN,
     SIZE_PATTERN,
@@ -410,6 +415,16 @@ def test_what_the_models_accept_the_crd_accepts(
             parse_base_url,
             ["https://api.groq.com/openai", "http://vllm.ml.svc:8000", "HTTPS://x/openai/"],
             ["api.openai.com", "https://x?y=1", "https://x#top", "ws://x"],
+        ),
+        (
+            COLLECTOR_PATTERN,
+            parse_collector_endpoint,
+            [
+                "http://otel-collector.obs.svc:4317",
+                "https://otel.example.com:443/",
+                "http://[::1]:4317",
+            ],
+            ["http://otel-collector", "otel:4317", "http://x:4317/v1/traces", "grpc://x:4317"],
         ),
     ],
 )

@@ -55,6 +55,8 @@ def test_filter_chain_strips_client_headers_then_asks_ext_proc_then_routes(
     assert [f.name for f in manager.http_filters] == [
         "meshroute.strip_client_headers",
         "envoy.filters.http.ext_proc",
+        "meshroute.usage_json",  # read the response only: no effect on routing
+        "meshroute.usage_sse",
         "envoy.filters.http.router",
     ]
     assert manager.rds.route_config_name == "gateway_travel"
@@ -258,7 +260,11 @@ def test_the_internal_listener_has_no_sidecar_and_routes_to_agents_and_providers
     assert listener.address.socket_address.address == "127.0.0.1"
     assert listener.address.socket_address.port_value == 18123
     manager = manager_of(orchestrated, "meshroute_internal")
-    assert [f.name for f in manager.http_filters] == ["envoy.filters.http.router"]
+    assert [f.name for f in manager.http_filters] == [
+        "meshroute.usage_json",
+        "meshroute.usage_sse",
+        "envoy.filters.http.router",
+    ]
     routes = routes_by_name(orchestrated, "meshroute_internal")
     assert routes["agent_b"].match.path == "/agents/b"
     assert routes["agent_b"].route.cluster == "agent_b"

@@ -108,8 +108,21 @@ def parse_base_url(value: object) -> Endpoint:
     )
 
 
+def parse_collector_endpoint(value: object) -> Endpoint:
+    """scheme://host:port of an OpenTelemetry collector (OTLP over gRPC). The port is
+    required: OTLP/gRPC listens on 4317, and a default of 80 or 443 would only ever be
+    a silent mistake."""
+    endpoint = parse_endpoint(value)
+    if isinstance(value, str) and urlsplit(value.strip()).port is None:
+        raise ValueError(f"{value!r}: give the collector's port, e.g. 'http://otel-collector:4317'")
+    return endpoint
+
+
 EndpointUrl = Annotated[
     Endpoint, BeforeValidator(parse_endpoint), PlainSerializer(str, return_type=str)
+]
+CollectorUrl = Annotated[
+    Endpoint, BeforeValidator(parse_collector_endpoint), PlainSerializer(str, return_type=str)
 ]
 BaseUrl = Annotated[
     Endpoint, BeforeValidator(parse_base_url), PlainSerializer(str, return_type=str)
@@ -322,6 +335,20 @@ class OrchestratorRouterSpec(Spec):
 RouterSpec = Annotated[EmbeddedRouterSpec | OrchestratorRouterSpec, Field(discriminator="type")]
 
 
+class TracingSpec(Spec):
+    """Envoy's tracing for one Gateway. What is left out comes from the control plane's
+    OpenTelemetry environment (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_SAMPLER...);
+    with no endpoint here or there, the Gateway is not traced."""
+
+    endpoint: CollectorUrl | None = None
+    """The OpenTelemetry collector Envoy sends this Gateway's spans to, over OTLP/gRPC,
+    e.g. "http://otel-collector.observability.svc:4317" (https: TLS checked against the
+    system CA bundle)."""
+    sampling_ratio: float | None = Field(default=None, ge=0.0, le=1.0)
+    """The share of new traces kept, 0.0 to 1.0; a request that arrives inside a trace
+    follows its caller's decision."""
+
+
 class _GatewayCommon(Spec):
     port: int = Field(ge=1, le=65535)
     router: RouterSpec = Field(default_factory=EmbeddedRouterSpec)
@@ -329,6 +356,8 @@ class _GatewayCommon(Spec):
     """Policies for the agents and providers this Gateway uses that do not set their own."""
     max_request_bytes: Annotated[ByteSize, Field(le=2**30)] = 8 * 2**20
     """Largest request body accepted; larger ones get 413."""
+    tracing: TracingSpec | None = None
+    """Overrides the control plane's OpenTelemetry environment for this Gateway."""
 
 
 class AgentGatewaySpec(_GatewayCommon):

@@ -41,6 +41,7 @@ from meshroute.control_plane.config.model import (
     Gateway,
     LLMProvider,
     parse_base_url,
+    parse_collector_endpoint,
     parse_endpoint,
 )
 from meshroute.control_plane.config.units import format_duration, parse_duration, parse_size
@@ -80,6 +81,7 @@ DURATION_PATTERN: Final = r"^\s*([0-9]+(\.[0-9]+)?(ms|us|s|m|h))+\s*$"
 SIZE_PATTERN: Final = r"^\s*[0-9]+(Ki|Mi|Gi|K|M|G)?\s*$"
 ENDPOINT_PATTERN: Final = _URL_START + r"/?\s*$"
 BASE_URL_PATTERN: Final = _URL_START + r"(/[^?#]*)?\s*$"
+COLLECTOR_PATTERN: Final = _URL_START + r":[0-9]+/?\s*$"
 _INPUTS: Final[Mapping[Callable[..., object], Schema]] = {
     parse_duration: {
         "x-kubernetes-int-or-string": True,
@@ -89,6 +91,7 @@ _INPUTS: Final[Mapping[Callable[..., object], Schema]] = {
     parse_size: {"x-kubernetes-int-or-string": True, "pattern": SIZE_PATTERN, "minimum": 1},
     parse_endpoint: {"type": "string", "pattern": ENDPOINT_PATTERN},
     parse_base_url: {"type": "string", "pattern": BASE_URL_PATTERN},
+    parse_collector_endpoint: {"type": "string", "pattern": COLLECTOR_PATTERN},
 }
 
 # Marks a union whose discriminator falls back to one variant when the tag is absent

@@ -41,7 +41,8 @@ from meshroute.control_plane.k8s.api import (
     ResourceClient,
 )
 from meshroute.control_plane.k8s.informer import Backoff, Informer
-from meshroute.control_plane.service import log_new_snapshot
+from meshroute.control_plane.metrics import ControlPlaneMetrics
+from meshroute.control_plane.service import report_snapshot
 from meshroute.control_plane.translate.deployment import DeploymentSettings
 from meshroute.control_plane.translate.snapshot import Resources, translate
 from meshroute.control_plane.xds.snapshot import SnapshotCache
@@ -104,7 +105,7 @@ class KubernetesFeed:
         self._served: dict[str, Served] = {}
         self._verdicts: dict[str, Verdict] = {}
 
-    async def run(self, cache: SnapshotCache) -> None:
+    async def run(self, cache: SnapshotCache, metrics: ControlPlaneMetrics) -> None:
         informers = [*self._informers.values(), self._secrets]
         tasks = [asyncio.create_task(informer.run()) for informer in informers]
         try:
@@ -112,7 +113,7 @@ class KubernetesFeed:
             log.info("listed agents, llmproviders, gateways and secrets in %s", self.namespace)
             while True:
                 self._dirty.clear()
-                await self._rebuild(cache)
+                await self._rebuild(cache, metrics)
                 await self._dirty.wait()
                 await asyncio.sleep(self._debounce)  # let a burst of changes settle
         finally:
@@ -129,7 +130,7 @@ class KubernetesFeed:
                 candidates[ref] = Candidate(ref, generation, config_document(raw))
         return candidates
 
-    async def _rebuild(self, cache: SnapshotCache) -> None:
+    async def _rebuild(self, cache: SnapshotCache, metrics: ControlPlaneMetrics) -> None:
         candidates = self._candidates()
         secrets = ApiSecrets(self.namespace, dict(self._secrets.objects))
         inputs = _fingerprint(candidates, secrets)
@@ -143,9 +144,16 @@ class KubernetesFeed:
             self._built_from = inputs
             self._log_verdicts(judgement.verdicts)
             self._verdicts = judgement.verdicts
-            if judgement.resources is not None:
+            refused = sum(1 for verdict in judgement.verdicts.values() if not verdict.accepted)
+            metrics.rejected_objects.set(refused)
+            if judgement.resources is None:
+                metrics.reloaded("rejected")
+            else:
                 before = cache.current if cache.served_version is not None else None
-                log_new_snapshot(before, cache.set_resources(judgement.resources), started)
+                after = cache.set_resources(judgement.resources)
+                report_snapshot(
+                    before, after, started, metrics, "partial" if refused else "accepted"
+                )
                 self._served = judgement.served
         await self._write_statuses()
 

@@ -128,7 +128,7 @@ def _upstream_cluster(
         name=name,
         connect_timeout=duration(policy.connect_timeout),
         lb_policy=_LB_POLICIES[policy.load_balancing.policy],
-        load_assignment=_load_assignment(name, endpoints),
+        load_assignment=load_assignment(name, endpoints),
         outlier_detection=_outlier_detection(policy),
         circuit_breakers=_circuit_breakers(policy),
     )
@@ -153,7 +153,7 @@ def _upstream_cluster(
             )
         )
     if any(endpoint.tls for endpoint in endpoints):
-        _use_tls(cluster, policy.tls, endpoints[0].host, ca_bundle)
+        use_tls(cluster, policy.tls, endpoints[0].host, ca_bundle)
     return cluster
 
 
@@ -189,7 +189,7 @@ def _circuit_breakers(policy: ResolvedPolicy) -> circuit_breaker_pb2.CircuitBrea
     return circuit_breaker_pb2.CircuitBreakers(thresholds=[thresholds])
 
 
-def _load_assignment(
+def load_assignment(
     cluster_name: str, endpoints: Sequence[Endpoint]
 ) -> endpoint_pb2.ClusterLoadAssignment:
     return endpoint_pb2.ClusterLoadAssignment(
@@ -220,9 +220,16 @@ def _lb_endpoint(endpoint: Endpoint) -> endpoint_components_pb2.LbEndpoint:
     )
 
 
-def _use_tls(cluster: cluster_pb2.Cluster, spec: TlsSpec, hostname: str, ca_bundle: str) -> None:
+def use_tls(
+    cluster: cluster_pb2.Cluster,
+    spec: TlsSpec,
+    hostname: str,
+    ca_bundle: str,
+    alpn_protocols: Sequence[str] = (),
+) -> None:
     """TLS to the upstream: SNI `hostname`, and a certificate for it signed by the
-    system's CA bundle or the one given.
+    system's CA bundle or the one given. `alpn_protocols` for upstreams that insist
+    on ALPN (gRPC servers want "h2").
 
     The name is fixed per cluster (the config loader requires one hostname per set of
     https endpoints): Envoy picks SNI before it picks a host, so it cannot follow the
@@ -241,7 +248,10 @@ def _use_tls(cluster: cluster_pb2.Cluster, spec: TlsSpec, hostname: str, ca_bund
     else:
         validation.trusted_ca.filename = spec.ca_file or ca_bundle
     tls = tls_pb2.UpstreamTlsContext(
-        sni=hostname, common_tls_context=tls_pb2.CommonTlsContext(validation_context=validation)
+        sni=hostname,
+        common_tls_context=tls_pb2.CommonTlsContext(
+            validation_context=validation, alpn_protocols=alpn_protocols
+        ),
     )
     cluster.transport_socket.name = "envoy.transport_sockets.tls"
     cluster.transport_socket.typed_config.Pack(tls)

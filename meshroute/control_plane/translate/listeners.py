@@ -1,11 +1,13 @@
 """Gateway -> Listener: the port clients call, and the HTTP filter chain behind it.
 
 The chain is: strip client-sent x-meshroute-* headers (so nobody can steer
-routing), ext_proc (the routing decision), router. Routes come over RDS, so a
-route change never drains the listener.
+routing), ext_proc (the routing decision), the usage filters (token counts from the
+response, for logs and spans), router. Routes come over RDS, so a route change never
+drains the listener. Every listener logs each request and, where tracing is on,
+traces it (`observability`).
 
 The internal listener (for the sidecar's own calls) is built here too: the same
-shape with the router alone.
+shape without strip and ext_proc.
 """
 
 from __future__ import annotations
@@ -30,8 +32,14 @@ from google.protobuf import wrappers_pb2
 from meshroute.api import contract
 from meshroute.control_plane.config.model import AgentGatewaySpec, Gateway, OrchestratorRouterSpec
 from meshroute.control_plane.translate import names
-from meshroute.control_plane.translate.deployment import DeploymentSettings
+from meshroute.control_plane.translate.deployment import DeploymentSettings, TracingSettings
 from meshroute.control_plane.translate.local_reply import local_reply_config
+from meshroute.control_plane.translate.observability import (
+    access_logs,
+    gateway_tracing,
+    tracing_config,
+    usage_filters,
+)
 from meshroute.control_plane.translate.protos import duration, pack
 
 # How long Envoy waits for one ext_proc answer when the sidecar decides locally (the
@@ -53,6 +61,7 @@ def gateway_listener(gateway: Gateway, settings: DeploymentSettings) -> listener
         filters = [
             _strip_client_headers_filter(spec.allow_client_pinning),
             _ext_proc_filter(gateway, failure_open=spec.failure_mode == "open", model=False),
+            *usage_filters(),
             _router_filter(),
         ]
         paths = [contract.CHAT_COMPLETIONS_PATH]
@@ -63,6 +72,7 @@ def gateway_listener(gateway: Gateway, settings: DeploymentSettings) -> listener
             _strip_client_headers_filter(allow_pinning=False),
             _model_name_filter(),
             _ext_proc_filter(gateway, failure_open=False, model=True),
+            *usage_filters(),
             _router_filter(),
         ]
         paths = MODEL_GATEWAY_PATHS
@@ -71,6 +81,8 @@ def gateway_listener(gateway: Gateway, settings: DeploymentSettings) -> listener
         names.gateway_route_config(gateway.name),
         filters,
         local_reply_config(paths, gateway.spec.max_request_bytes),
+        log_name=gateway.name,
+        tracing=gateway_tracing(gateway, settings),
     )
     # ext_proc buffers the whole body under this limit; beyond it Envoy answers 413.
     return _listener(
@@ -83,12 +95,17 @@ def gateway_listener(gateway: Gateway, settings: DeploymentSettings) -> listener
 
 
 def internal_listener(settings: DeploymentSettings) -> listener_pb2.Listener:
-    """Loopback only, no ext_proc: the sidecar's calls get Envoy's LB, retries and TLS."""
+    """Loopback only, no ext_proc: the sidecar's calls get Envoy's LB, retries and TLS.
+    Logged and traced (the environment's tracing) like a gateway: the routing model's
+    tokens cost as much as any, and its spans join the request's trace through the
+    traceparent the sidecar sends."""
     manager = _http_connection_manager(
         names.INTERNAL_LISTENER,
         names.INTERNAL_ROUTE_CONFIG,
-        [_router_filter()],
+        [*usage_filters(), _router_filter()],
         local_reply_config([], max_request_bytes=2**30),
+        log_name=contract.INTERNAL_LOG_NAME,
+        tracing=settings.tracing,
     )
     return _listener(
         names.INTERNAL_LISTENER, settings.internal_address, settings.internal_port, manager
@@ -108,8 +125,11 @@ def _http_connection_manager(
     route_config: str,
     filters: list[hcm_pb2.HttpFilter],
     local_reply: hcm_pb2.LocalReplyConfig,
+    *,
+    log_name: str,
+    tracing: TracingSettings | None,
 ) -> hcm_pb2.HttpConnectionManager:
-    return hcm_pb2.HttpConnectionManager(
+    manager = hcm_pb2.HttpConnectionManager(
         stat_prefix=stat_prefix,
         codec_type=hcm_pb2.HttpConnectionManager.AUTO,
         rds=hcm_pb2.Rds(
@@ -123,7 +143,11 @@ def _http_connection_manager(
         local_reply_config=local_reply,
         normalize_path=wrappers_pb2.BoolValue(value=True),
         merge_slashes=True,
+        access_log=access_logs(log_name),
     )
+    if tracing is not None:
+        manager.tracing.CopyFrom(tracing_config(tracing, log_name))
+    return manager
 
 
 def _listener(

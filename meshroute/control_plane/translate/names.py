@@ -8,6 +8,8 @@ cluster name up to the first '.', so names must not contain one.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Final
 
 # Static clusters written by the bootstrap (envoy/bootstrap.yaml), not by xDS.
@@ -18,6 +20,9 @@ EXT_PROC_CLUSTER: Final = "meshroute_ext_proc"
 STRIP_FILTER: Final = "meshroute.strip_client_headers"
 MODEL_NAME_FILTER: Final = "meshroute.model_name"
 EXT_PROC_FILTER: Final = "envoy.filters.http.ext_proc"
+# GenAI usage read from responses into metadata (after ext_proc, before the router).
+USAGE_JSON_FILTER: Final = "meshroute.usage_json"
+USAGE_SSE_FILTER: Final = "meshroute.usage_sse"
 ROUTER_FILTER: Final = "envoy.filters.http.router"
 
 
@@ -49,3 +54,12 @@ def gateway_listener(gateway: str) -> str:
 
 def gateway_route_config(gateway: str) -> str:
     return f"gateway_{gateway}"
+
+
+def collector_cluster(scheme: str, host: str, port: int) -> str:
+    """An OpenTelemetry collector's cluster: readable (host and port, with every
+    character a cluster name should not hold made '_') and unique (a short hash of the
+    whole address, since 'a-b' and 'a.b' read the same, and http and https differ)."""
+    readable = re.sub(r"[^a-z0-9]+", "_", host.lower()).strip("_")
+    digest = hashlib.sha256(f"{scheme}://{host}:{port}".encode()).hexdigest()[:8]
+    return f"meshroute_otel_{readable}_{port}_{digest}"

@@ -21,6 +21,7 @@ from meshroute.control_plane.translate.clusters import (
 from meshroute.control_plane.translate.deployment import DeploymentSettings
 from meshroute.control_plane.translate.listeners import gateway_listener, internal_listener
 from meshroute.control_plane.translate.model_routes import model_gateway_routes
+from meshroute.control_plane.translate.observability import collector_clusters
 from meshroute.control_plane.translate.routes import agent_gateway_routes, internal_route_config
 from meshroute.control_plane.translate.routing_tables import gateway_routing_table
 
@@ -60,7 +61,8 @@ def translate(
                 provider, config, settings.system_ca_bundle, credentials.get(provider.name)
             )
             for provider in providers
-        ],
+        ]
+        + collector_clusters(gateways, settings),
         listeners=[gateway_listener(gateway, settings) for gateway in gateways]
         + [internal_listener(settings)],
         routes=[_gateway_routes(gateway, config) for gateway in gateways]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
@@ -17,8 +18,15 @@ import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from meshroute.control_plane.metrics import (
+    CLIENT_KINDS,
+    ConnectedClient,
+    ControlPlaneMetrics,
+    client_status,
+    replies_before,
+)
 from meshroute.control_plane.xds.delta import DeltaStream
-from meshroute.control_plane.xds.snapshot import SnapshotCache
+from meshroute.control_plane.xds.snapshot import Snapshot, SnapshotCache
 from meshroute.control_plane.xds.sotw import ProtocolError, SotwStream
 
 log = logging.getLogger("meshroute.control_plane.xds")
@@ -31,12 +39,30 @@ AdsStream: TypeAlias = SotwStream | DeltaStream
 
 
 class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
-    def __init__(self, cache: SnapshotCache, control_plane_id: str = "meshroute") -> None:
+    def __init__(
+        self,
+        cache: SnapshotCache,
+        metrics: ControlPlaneMetrics | None = None,
+        control_plane_id: str = "meshroute",
+    ) -> None:
         self._cache = cache
+        self._metrics = metrics or ControlPlaneMetrics()
         self._control_plane_id = control_plane_id
         self._stream_ids = itertools.count(1)
         self.streams: dict[int, AdsStream] = {}
         """Open streams by id, of both flavours: who is connected and what each has accepted."""
+        self._clients: dict[int, ConnectedClient] = {}
+
+    def status(self) -> list[dict[str, Any]]:
+        """Every connected client and what it accepted, for `GET /status`."""
+        return sorted(
+            (
+                client_status(stream.node_id, self._clients[stream_id], stream.types)
+                for stream_id, stream in list(self.streams.items())
+                if stream.node_id is not None and stream_id in self._clients
+            ),
+            key=lambda client: str(client["node"]),
+        )
 
     async def StreamAggregatedResources(
         self,
@@ -64,6 +90,9 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
         """Feed `stream` the client's requests and each new snapshot, in arrival order,
         and write out what it answers, until the client goes away."""
         self.streams[stream.stream_id] = stream
+        protocol = "delta" if isinstance(stream, DeltaStream) else "sotw"
+        client = ConnectedClient("other", protocol, time.monotonic())
+        metrics = self._metrics
         events: asyncio.Queue[object] = asyncio.Queue()
         changed = self._cache.watch()
 
@@ -93,10 +122,9 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
                         continue  # nothing subscribed yet
                     responses = stream.on_snapshot(snapshot)
                 else:
-                    responses = stream.on_request(event, snapshot)
-                    # An ACK may be what retiring clusters were waiting for.
-                    self._cache.progress(self.streams.values())
+                    responses = self._on_request(stream, client, event, snapshot)
                 for response in responses:
+                    metrics.pushed(response.type_url, stream.node_id)
                     await context.write(response)
         except ProtocolError as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
@@ -105,15 +133,36 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
                 task.cancel()
             self._cache.unwatch(changed)
             self.streams.pop(stream.stream_id, None)
+            if self._clients.pop(stream.stream_id, None) is not None:
+                metrics.clients.labels(client.kind).dec()
             log.info("xDS stream %d from node %s closed", stream.stream_id, stream.node_id)
+
+    def _on_request(
+        self, stream: AdsStream, client: ConnectedClient, request: Any, snapshot: Snapshot
+    ) -> list[Any]:
+        """Answer one client request; count what it ACKed or NACKed."""
+        if stream.node_id is None:
+            client.kind = CLIENT_KINDS.get(request.node.user_agent_name, "other")
+        before = replies_before(stream.types)
+        responses: list[Any] = stream.on_request(request, snapshot)
+        if stream.stream_id not in self._clients:
+            self._clients[stream.stream_id] = client
+            self._metrics.clients.labels(client.kind).inc()
+        self._metrics.replied(stream.node_id, before, stream.types.items())
+        # An ACK may be what retiring clusters were waiting for.
+        self._cache.progress(self.streams.values())
+        return responses
 
 
 async def start_xds_server(
-    cache: SnapshotCache, address: str, port: int
+    cache: SnapshotCache,
+    address: str,
+    port: int,
+    service: AggregatedDiscoveryService | None = None,
 ) -> tuple[grpc.aio.Server, AggregatedDiscoveryService, int]:
     """Serve ADS and gRPC health on address:port (port 0 picks one); returns the bound port."""
     server = grpc.aio.server()
-    service = AggregatedDiscoveryService(cache)
+    service = service or AggregatedDiscoveryService(cache)
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(service, server)
     health_service = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_service, server)

@@ -25,7 +25,7 @@ SHORT_NAMES: Final = {
     LISTENER: "listeners",
     ROUTE: "routes",
     SECRET: "secrets",
-    ROUTING_TABLE: "routing tables",
+    ROUTING_TABLE: "routing_tables",
 }
 
 

@@ -1,0 +1,74 @@
+"""Envoy's access log stream, turned into request, duration and token metrics.
+
+Envoy sends every finished request's log entry here (gRPC AccessLogService, on the
+sidecar's own server), buffered and off the request path. Each entry carries the
+routing decision (the x-meshroute-* request headers), the status, the duration, and
+the token usage Envoy itself read from the response (dynamic metadata): so the
+sidecar counts what each request cost without touching a response byte.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+from envoy.data.accesslog.v3 import accesslog_pb2
+from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
+
+from meshroute.api import contract
+from meshroute.ext_proc.metrics import SidecarMetrics
+
+log = logging.getLogger("meshroute.ext_proc")
+
+
+class AccessLogReceiver(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[misc]
+    def __init__(self, metrics: SidecarMetrics) -> None:
+        self._metrics = metrics
+
+    async def StreamAccessLogs(
+        self,
+        messages: AsyncIterator[als_pb2.StreamAccessLogsMessage],
+        context: grpc.aio.ServicerContext,
+    ) -> als_pb2.StreamAccessLogsResponse:
+        log_name = ""
+        async for message in messages:
+            if message.HasField("identifier"):  # the first message of each stream
+                log_name = message.identifier.log_name
+            for entry in message.http_logs.log_entry:
+                self.record(log_name, entry)
+        return als_pb2.StreamAccessLogsResponse()
+
+    def record(self, gateway: str, entry: accesslog_pb2.HTTPAccessLogEntry) -> None:
+        common = entry.common_properties
+        headers = entry.request.request_headers
+        target = (
+            headers.get(contract.AGENT_HEADER)
+            or headers.get(contract.MODEL_HEADER)
+            or common.upstream_cluster
+            or "none"
+        )
+        code = entry.response.response_code.value
+        status = f"{code // 100}xx" if code else "none"
+        metrics = self._metrics
+        metrics.requests.labels(gateway, target, status).inc()
+        if common.HasField("time_to_last_downstream_tx_byte"):
+            seconds = common.time_to_last_downstream_tx_byte.ToTimedelta().total_seconds()
+            metrics.request_seconds.labels(gateway, target).observe(seconds)
+        usage = common.metadata.filter_metadata.get(contract.USAGE_METADATA_NAMESPACE)
+        if usage is None:
+            return
+        fields = usage.fields
+        model = (
+            fields[contract.USAGE_RESPONSE_MODEL].string_value
+            if (contract.USAGE_RESPONSE_MODEL in fields)
+            else ""
+        )
+        for key, token_type in (
+            (contract.USAGE_INPUT_TOKENS, "input"),
+            (contract.USAGE_OUTPUT_TOKENS, "output"),
+        ):
+            if key in fields:
+                metrics.tokens.labels(gateway, target, token_type, model).observe(
+                    fields[key].number_value
+                )

@@ -1,0 +1,124 @@
+"""The sidecar's spans: joined to Envoy's trace, and passed on to what it calls.
+
+Envoy starts the trace (its OpenTelemetry tracer, configured by the control plane)
+and hands its context to the sidecar in the ext_proc stream's gRPC metadata
+(`traceparent`). The sidecar's spans (request parse, routing decision, routing-model
+call, sequence steps) are children of it, and the sidecar's own HTTP calls carry
+`traceparent` onward, so one trace shows the whole request.
+
+Configured by the standard OpenTelemetry environment (`OTEL_EXPORTER_OTLP_ENDPOINT`,
+`OTEL_TRACES_SAMPLER`, `OTEL_SERVICE_NAME`...). Without an endpoint nothing is set up
+and every span is OpenTelemetry's no-op one, which costs next to nothing.
+
+Prompt and completion text never goes into spans unless
+`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true` (the GenAI semantic
+conventions' own switch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.context import Context
+
+from meshroute.ext_proc.chat_request import ChatRequest
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
+TRACER = trace.get_tracer("meshroute.ext_proc")
+"""Resolves to the configured provider once `configure_tracing` has run."""
+
+SERVICE_NAME = "meshroute-ext-proc"
+CAPTURE_CONTENT_VARIABLE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+
+
+def tracing_endpoint(environ: Mapping[str, str]) -> str | None:
+    return next((environ[name] for name in _ENDPOINT_VARIABLES if environ.get(name)), None)
+
+
+def configure_tracing(environ: Mapping[str, str] = os.environ) -> TracerProvider | None:
+    """Export spans over OTLP/gRPC when the environment names a collector; returns the
+    provider (shut it down at exit to flush), or None when tracing is off."""
+    endpoint = tracing_endpoint(environ)
+    if endpoint is None:
+        return None
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    resource = Resource.create({"service.name": environ.get("OTEL_SERVICE_NAME", SERVICE_NAME)})
+    provider = TracerProvider(resource=resource)  # the sampler comes from OTEL_TRACES_SAMPLER
+    exporter = OTLPSpanExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def capture_content(environ: Mapping[str, str] = os.environ) -> bool:
+    return environ.get(CAPTURE_CONTENT_VARIABLE, "").strip().lower() == "true"
+
+
+CAPTURE_CONTENT = capture_content()
+
+
+def context_from_metadata(metadata: Iterable[tuple[str, Any]] | None) -> Context:
+    """The trace context Envoy put in the ext_proc stream's metadata (or none)."""
+    carrier = {key: str(value) for key, value in metadata or () if not key.endswith("-bin")}
+    return propagate.extract(carrier)
+
+
+def outgoing_headers() -> dict[str, str]:
+    """`traceparent` (and `tracestate`) for a call made inside the current span."""
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    return headers
+
+
+def attach(ctx: Context) -> object:
+    return context.attach(ctx)
+
+
+def detach(token: object) -> None:
+    context.detach(token)  # type: ignore[arg-type]
+
+
+def request_attributes(request: ChatRequest) -> dict[str, Any]:
+    """What a span says about a chat request: sizes and agentic signals (tools offered,
+    tool calls made earlier, tool results sent back), never its text unless content
+    capture is on. Only worth computing when the span records."""
+    payload = request.payload
+    messages = payload.get("messages") or []
+    tool_calls = sum(
+        len(message.get("tool_calls") or [])
+        for message in messages
+        if isinstance(message, dict) and message.get("role") == "assistant"
+    )
+    tool_results = sum(
+        1 for message in messages if isinstance(message, dict) and message.get("role") == "tool"
+    )
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": "chat",
+        "meshroute.request.messages": len(messages),
+        "meshroute.request.tools": len(payload.get("tools") or []),
+        "meshroute.request.tool_calls": tool_calls,
+        "meshroute.request.tool_results": tool_results,
+        "meshroute.request.stream": bool(payload.get("stream")),
+    }
+    model = payload.get("model")
+    if isinstance(model, str) and model:
+        attributes["gen_ai.request.model"] = model
+    max_tokens = payload.get("max_tokens") or payload.get("max_completion_tokens")
+    if isinstance(max_tokens, int):
+        attributes["gen_ai.request.max_tokens"] = max_tokens
+    if CAPTURE_CONTENT:
+        attributes["gen_ai.input.messages"] = json.dumps(
+            [{"role": turn.role, "content": turn.text} for turn in request.turns]
+        )
+    return attributes
