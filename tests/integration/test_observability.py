@@ -16,7 +16,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.configs import quickstart_config
+from tests.support.configs import documents, gateway_yaml, provider_yaml, quickstart_config
+from tests.support.orchestrator import StandInOrchestrator
 from tests.support.otlp import OtlpReceiver, ReceivedSpan
 from tests.support.processes import (
     READY_TIMEOUT,
@@ -56,7 +57,18 @@ def collector() -> Iterator[OtlpReceiver]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, collector: OtlpReceiver) -> Iterator[UpStack]:
+def orchestrator() -> Iterator[StandInOrchestrator]:
+    model = StandInOrchestrator().start()
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    collector: OtlpReceiver,
+    orchestrator: StandInOrchestrator,
+) -> Iterator[UpStack]:
     agents_port, models_port = free_port(), free_port()
     agent_gateway, model_gateway = free_port(), free_port()
     agents = ManagedProcess(
@@ -75,12 +87,28 @@ def stack(tmp_path_factory: pytest.TempPathFactory, collector: OtlpReceiver) -> 
         agents_port,
         models=(model_gateway, models_port),
     )
+    # A second agent gateway whose routing model is a stand-in: its calls must carry
+    # the request's trace.
+    routed_gateway = free_port()
+    (config / "routed.yaml").write_text(
+        documents(
+            provider_yaml("router", f"http://127.0.0.1:{orchestrator.port}", {"plano": "plano"}),
+            gateway_yaml(
+                "routed",
+                routed_gateway,
+                ["weather", "flights"],
+                "weather",
+                extra="router: {type: orchestrator, provider: router, model: plano, timeout: 2s}",
+            ),
+        )
+    )
     env = {
         **KEYS,
         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "100",  # the sidecar exports within 0.1 s
     }
-    up = UpStack([config], {"travel": agent_gateway, "llm": model_gateway}, env=env)
+    gateways = {"travel": agent_gateway, "llm": model_gateway, "routed": routed_gateway}
+    up = UpStack([config], gateways, env=env)
     yield up
     up.stop()
     agents.stop()
@@ -147,6 +175,51 @@ def test_one_request_is_one_trace_across_envoy_and_the_sidecar(
     assert envoy.attributes["meshroute.gateway"] == "travel"
     parse = next(s for s in spans if s.name == "parse request")
     assert parse.attributes["meshroute.request.messages"] == 1
+
+
+def test_the_routing_model_call_is_in_the_trace_and_carries_it(
+    stack: UpStack, collector: OtlpReceiver, orchestrator: StandInOrchestrator
+) -> None:
+    response = httpx.post(
+        stack.url("routed"),
+        json={"messages": [{"role": "user", "content": "flights: is LH 400 late?"}]},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["x-meshroute-route-reason"] == "orchestrator"
+    traceparent = orchestrator.prompts[-1].traceparent
+    assert traceparent is not None
+    trace_id = traceparent.split("-")[1]
+
+    def model_call() -> ReceivedSpan | None:
+        return next(
+            (
+                s
+                for s in collector.spans
+                if s.name == "orchestrator call" and s.trace_id == trace_id
+            ),
+            None,
+        )
+
+    call = eventually(model_call, "the orchestrator call span, in the request's trace")
+    assert call.attributes["gen_ai.request.model"] == "plano"
+    assert call.attributes["http.response.status_code"] == 200
+    decision = eventually(
+        lambda: next(
+            (s for s in collector.spans if s.name == "routing decision" and s.trace_id == trace_id),
+            None,
+        ),
+        "the decision span",
+    )
+    assert decision.attributes["meshroute.route_reason"] == "orchestrator"
+    assert decision.attributes["meshroute.orchestrator_ms"] > 0
+    # Envoy's span for the same request is in the same trace.
+    eventually(
+        lambda: any(
+            s.service == "meshroute-envoy" and s.trace_id == trace_id for s in collector.spans
+        ),
+        "Envoy's span in the same trace",
+    )
 
 
 def test_each_decision_is_counted_once_and_requests_by_outcome(stack: UpStack) -> None:

@@ -28,6 +28,8 @@ class ParsedPrompt:
     temperature: float | None
     routes: list[dict[str, str]]
     conversation: list[dict[str, str]]
+    traceparent: str | None = None
+    """The W3C trace context the call carried, if any."""
 
 
 @dataclass
@@ -61,7 +63,13 @@ class StandInOrchestrator:
         assert message["role"] == "user"
         prompt = parse_prompt(message["content"])
         self.prompts.append(
-            ParsedPrompt(body["model"], body.get("temperature"), prompt[0], prompt[1])
+            ParsedPrompt(
+                body["model"],
+                body.get("temperature"),
+                prompt[0],
+                prompt[1],
+                request.headers.get("traceparent"),
+            )
         )
         if self.delay:
             await asyncio.sleep(self.delay)
