@@ -40,6 +40,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# xds-protos ships a stale copy of opentelemetry/proto/ (grpc/grpc#42926); whichever
+	@# package pip installs last owns those files, so put opentelemetry-proto's back.
+	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall \
+		"opentelemetry-proto==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')"
 	touch $(STAMP)
 
 clean:

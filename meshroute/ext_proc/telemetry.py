@@ -18,6 +18,7 @@ conventions' own switch).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 
 TRACER = trace.get_tracer("meshroute.ext_proc")
 """Resolves to the configured provider once `configure_tracing` has run."""
+
+LOG = logging.getLogger("meshroute.ext_proc")
 
 SERVICE_NAME = "meshroute-ext-proc"
 CAPTURE_CONTENT_VARIABLE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
@@ -48,7 +51,18 @@ def configure_tracing(environ: Mapping[str, str] = os.environ) -> TracerProvider
     endpoint = tracing_endpoint(environ)
     if endpoint is None:
         return None
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    try:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    except ImportError as error:
+        # Routing matters more than spans: say exactly what is wrong and go on without them.
+        LOG.error(
+            "sidecar tracing is off: the OTLP exporter cannot load (%s). xds-protos "
+            "overwrites opentelemetry-proto's files when installed after it "
+            "(grpc/grpc#42926); reinstall it: pip install --no-deps --force-reinstall "
+            "opentelemetry-proto",
+            error,
+        )
+        return None
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
