@@ -6,6 +6,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+MAX_NESTING = 128
+"""How deep a body's arrays and objects may nest. Real chat requests stay far below
+(tool schemas are the deepest part); without a fixed limit, how deep a body may go
+would depend on the Python stack of whoever parses it next, the sidecar or the agent."""
+
 
 @dataclass(frozen=True)
 class Turn:
@@ -45,9 +50,13 @@ def parse_chat_request(body: bytes) -> ChatRequest:
             "invalid_json", f"the request body is not valid JSON: {error.msg} at {where}"
         ) from None
     except RecursionError:
-        raise BadRequest("invalid_json", "the request body nests too deeply") from None
+        raise BadRequest(
+            "invalid_json", f"the request body nests deeper than {MAX_NESTING} levels"
+        ) from None
     if not isinstance(payload, dict):
         raise BadRequest("invalid_request", "the request body must be a JSON object")
+    if _nests_deeper_than(body, payload, MAX_NESTING):
+        raise BadRequest("invalid_json", f"the request body nests deeper than {MAX_NESTING} levels")
     messages = payload.get("messages")
     if messages is None:
         raise BadRequest("missing_messages", "the request has no 'messages'")
@@ -59,8 +68,36 @@ def parse_chat_request(body: bytes) -> ChatRequest:
             raise BadRequest(
                 "invalid_messages", f"messages[{index}] must be an object with a string 'role'"
             )
+        if not _array_or_absent(message.get("tool_calls")):
+            raise BadRequest("invalid_messages", f"messages[{index}].tool_calls must be an array")
         turns.append(Turn(role=message["role"], text=message_text(message.get("content"))))
+    if not _array_or_absent(payload.get("tools")):
+        raise BadRequest("invalid_request", "'tools' must be an array")
     return ChatRequest(payload=payload, turns=turns)
+
+
+def _array_or_absent(value: Any) -> bool:
+    """Fields the gateway reads as lists (to count tools, to translate tool calls)."""
+    return value is None or isinstance(value, list)
+
+
+def _nests_deeper_than(body: bytes, payload: dict[str, Any], limit: int) -> bool:
+    """Whether arrays and objects nest deeper than `limit`. A body with no more
+    brackets than that cannot (the usual case: no walk at all); otherwise the walk
+    goes level by level, which costs about as much as parsing did."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    level: list[Any] = [payload]
+    for _ in range(limit):  # after n rounds, `level` holds what nests n + 1 deep
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
 
 
 def message_text(content: Any) -> str:

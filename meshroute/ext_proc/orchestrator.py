@@ -23,6 +23,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from opentelemetry.trace import SpanKind
@@ -123,6 +124,17 @@ def build_prompt(routes: Sequence[Route], conversation: Sequence[dict[str, str]]
 _FENCE = re.compile(r"```[a-zA-Z]*")
 
 
+def routing_request(model: str, prompt: str) -> dict[str, Any]:
+    """The chat completion asked of the routing model: near-deterministic and short."""
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "temperature": 0,
+        "max_tokens": REPLY_MAX_TOKENS,
+        "stream": False,
+    }
+
+
 def parse_route_reply(text: str) -> list[str]:
     """The route names in a model's reply, tolerating what models do.
 
@@ -139,8 +151,10 @@ def parse_route_reply(text: str) -> list[str]:
     except json.JSONDecodeError:
         try:
             data = json.loads(candidate.replace("'", '"'))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise BadReply(f"unreadable JSON in the reply: {snippet(text)}") from None
+    except RecursionError:
+        raise BadReply(f"the reply nests too deeply: {snippet(text)}") from None
     if not isinstance(data, dict) or "route" not in data:
         raise BadReply(f'no "route" in the reply: {snippet(text)}')
     routes = data["route"]
@@ -224,13 +238,7 @@ class OrchestratorClient:
         return Outcome(agents=chosen, model_seconds=elapsed)
 
     async def _ask(self, prompt: str) -> list[str]:
-        body = {
-            "model": self._settings.model,
-            "messages": [{"role": "user", "content": prompt}],
-            "temperature": 0,
-            "max_tokens": REPLY_MAX_TOKENS,
-            "stream": False,
-        }
+        body = routing_request(self._settings.model, prompt)
         with TRACER.start_as_current_span("orchestrator call", kind=SpanKind.CLIENT) as span:
             span.set_attributes(
                 {"gen_ai.operation.name": "chat", "gen_ai.request.model": self._settings.model}

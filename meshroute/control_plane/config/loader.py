@@ -88,7 +88,47 @@ def _load_file(file: Path, errors: list[ConfigError]) -> list[tuple[Object, Sour
         errors.append(ConfigError(file, None, None, None, f"cannot read: {error}"))
         return []
     loaded: list[tuple[Object, Source | None]] = []
-    loader = yaml.SafeLoader(text)
+    problems: list[ConfigError] = []
+    try:
+        try:
+            _parse_documents(file, text, _FAST_LOADER, loaded, problems)
+        except yaml.YAMLError:
+            # libyaml words syntax errors more tersely than PyYAML ("did not find expected
+            # ',' or ']'" where PyYAML adds "but got ':'"): parse the broken file again in
+            # pure Python, so users read the same message either way. Only a broken file
+            # pays for the second pass, and only one of a size people write by hand.
+            if len(text) > _REPARSE_LIMIT:
+                raise
+            loaded, problems = [], []
+            _parse_documents(file, text, yaml.SafeLoader, loaded, problems)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = int(mark.line) + 1 if mark is not None else None
+        problem = getattr(error, "problem", None) or str(error)
+        problems.append(ConfigError(file, line, None, None, f"invalid YAML: {problem}"))
+    except RecursionError:  # PyYAML recurses per nesting level
+        loaded, problems = [], [ConfigError(file, None, None, None, "YAML nests too deeply")]
+    errors.extend(problems)
+    return loaded
+
+
+# libyaml's parser (C) builds the very same node tree, marks (lines) included, about ten
+# times faster than PyYAML's pure-Python one: with thousands of objects, parsing was
+# most of a reload. PyYAML without libyaml falls back to the Python parser.
+_REPARSE_LIMIT = 1 << 20
+_FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _parse_documents(
+    file: Path,
+    text: str,
+    loader_class: type[yaml.SafeLoader],
+    loaded: list[tuple[Object, Source | None]],
+    errors: list[ConfigError],
+) -> None:
+    """Every document of `file` into `loaded` (schema errors into `errors`); a YAML
+    syntax error is raised, with the documents before it already in `loaded`."""
+    loader = loader_class(text)
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -99,14 +139,8 @@ def _load_file(file: Path, errors: list[ConfigError]) -> list[tuple[Object, Sour
             parsed = parse_object(data, source, errors)
             if parsed is not None:
                 loaded.append((parsed, source))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = int(mark.line) + 1 if mark is not None else None
-        problem = getattr(error, "problem", None) or str(error)
-        errors.append(ConfigError(file, line, None, None, f"invalid YAML: {problem}"))
     finally:
         loader.dispose()
-    return loaded
 
 
 def parse_object(data: Any, source: Source | None, errors: list[ConfigError]) -> Object | None:

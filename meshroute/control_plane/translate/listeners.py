@@ -1,10 +1,16 @@
 """Gateway -> Listener: the port clients call, and the HTTP filter chain behind it.
 
-The chain is: strip client-sent x-meshroute-* headers (so nobody can steer
-routing), ext_proc (the routing decision), the usage filters (token counts from the
-response, for logs and spans), router. Routes come over RDS, so a route change never
-drains the listener. Every listener logs each request and, where tracing is on,
-traces it (`observability`).
+The chain is: strip client-sent x-meshroute-* and x-envoy-* headers (so nobody can
+steer routing, retries or timeouts), ext_proc (the routing decision), the usage
+filters (token counts from the response, for logs and spans), router. Routes come
+over RDS, so a route change never drains the listener. Every listener logs each
+request and, where tracing is on, traces it (`observability`).
+
+Gateways bound slow clients (`_slow_client_timeouts`): headers must arrive within
+REQUEST_HEADERS_TIMEOUT, a stream silent for STREAM_IDLE_TIMEOUT is cut, and the
+whole request must be received within `max_request_time`. None of them cuts a long
+response: the idle timeouts are reset by every byte, and the request timeout stops
+once the response starts.
 
 The internal listener (for the sidecar's own calls) is built here too: the same
 shape without strip and ext_proc.
@@ -51,6 +57,23 @@ ROUTING_CALL_MARGIN = timedelta(seconds=1)
 # multi-agent sequence (it asks Envoy for this much, per request, when it starts one).
 MAX_SEQUENCE_DURATION = timedelta(seconds=contract.MAX_SEQUENCE_SECONDS)
 
+# Slow clients (Envoy's edge-proxy recommendations). A client must send its whole
+# request headers within this long of its first byte; else Envoy answers 408.
+REQUEST_HEADERS_TIMEOUT = timedelta(seconds=10)
+# A stream on which nothing moves either way for this long is cut (408 before the
+# response starts). Envoy's default, written out; a route's own idle timeout (an
+# agent's or provider's `timeout`) replaces it once the request is routed.
+STREAM_IDLE_TIMEOUT = timedelta(minutes=5)
+# How long a slow sender may take to upload a body, beyond the time the request may
+# legitimately wait inside the sidecar (see `max_request_time`).
+BODY_UPLOAD_ALLOWANCE = timedelta(minutes=5)
+
+# Client headers that could steer what Envoy does with a request: our routing
+# headers, and Envoy's own request controls (x-envoy-upstream-rq-timeout-ms,
+# x-envoy-retry-on, x-envoy-max-retries, ...). Envoy trusts the latter from clients
+# it deems internal (which depends on addresses), so every gateway removes them.
+STRIPPED_PREFIXES = (contract.HEADER_PREFIX, "x-envoy-")
+
 
 MODEL_GATEWAY_PATHS = [contract.CHAT_COMPLETIONS_PATH, contract.MESSAGES_PATH, contract.MODELS_PATH]
 
@@ -84,6 +107,7 @@ def gateway_listener(gateway: Gateway, settings: DeploymentSettings) -> listener
         log_name=gateway.name,
         tracing=gateway_tracing(gateway, settings),
     )
+    _slow_client_timeouts(manager, gateway)
     # ext_proc buffers the whole body under this limit; beyond it Envoy answers 413.
     return _listener(
         names.gateway_listener(gateway.name),
@@ -118,6 +142,21 @@ def ext_proc_message_timeout(gateway: Gateway) -> timedelta:
     if isinstance(router, OrchestratorRouterSpec):
         return max(LOCAL_DECISION_TIMEOUT, router.timeout + ROUTING_CALL_MARGIN)
     return LOCAL_DECISION_TIMEOUT
+
+
+def max_request_time(gateway: Gateway) -> timedelta:
+    """How long receiving one request may take, from its first byte until it goes
+    upstream or its response starts. The request waits inside the sidecar for the
+    routing decision and, for a multi-agent sequence, for the earlier agents: that
+    time is never cut; what remains bounds a client trickling its body."""
+    return ext_proc_message_timeout(gateway) + MAX_SEQUENCE_DURATION + BODY_UPLOAD_ALLOWANCE
+
+
+def _slow_client_timeouts(manager: hcm_pb2.HttpConnectionManager, gateway: Gateway) -> None:
+    """A slow sender cannot hold a connection and its buffers for ever."""
+    manager.request_headers_timeout.CopyFrom(duration(REQUEST_HEADERS_TIMEOUT))
+    manager.stream_idle_timeout.CopyFrom(duration(STREAM_IDLE_TIMEOUT))
+    manager.request_timeout.CopyFrom(duration(max_request_time(gateway)))
 
 
 def _http_connection_manager(
@@ -183,15 +222,15 @@ def _router_filter() -> hcm_pb2.HttpFilter:
 
 
 def _strip_client_headers_filter(allow_pinning: bool) -> hcm_pb2.HttpFilter:
+    """Remove every client header under STRIPPED_PREFIXES (but the agent header, where
+    clients may pin): one regex, one pass over the headers."""
+    ours = re.escape(contract.HEADER_PREFIX) + ".*"
     if allow_pinning:
-        # Everything under the prefix except the agent header itself.
-        matcher = string_pb2.StringMatcher(
-            safe_regex=regex_pb2.RegexMatcher(
-                regex=_prefix_except(contract.HEADER_PREFIX, contract.AGENT_HEADER)
-            )
-        )
-    else:
-        matcher = string_pb2.StringMatcher(prefix=contract.HEADER_PREFIX)
+        ours = _prefix_except(contract.HEADER_PREFIX, contract.AGENT_HEADER)
+    others = [re.escape(prefix) + ".*" for prefix in STRIPPED_PREFIXES[1:]]
+    matcher = string_pb2.StringMatcher(
+        safe_regex=regex_pb2.RegexMatcher(regex=f"^({'|'.join([ours, *others])})$")
+    )
     strip = header_mutation_pb2.HeaderMutation(
         mutations=header_mutation_pb2.Mutations(
             request_mutations=[
@@ -207,7 +246,8 @@ def _strip_client_headers_filter(allow_pinning: bool) -> hcm_pb2.HttpFilter:
 
 
 def _prefix_except(prefix: str, keep: str) -> str:
-    """An RE2 regex (no lookahead) for names starting with `prefix`, except `keep`.
+    """An RE2 regex (no lookahead, no anchors) for names starting with `prefix`,
+    except `keep`.
 
     A name other than `keep` either leaves `keep`'s spelling at some character, or
     stops short of it, or runs past it.
@@ -218,7 +258,7 @@ def _prefix_except(prefix: str, keep: str) -> str:
     ]
     shorter = [re.escape(rest[:index]) for index in range(len(rest))]
     alternatives = [f"{branch}.*" for branch in branches] + shorter + [re.escape(rest) + ".+"]
-    return f"^{re.escape(prefix)}({'|'.join(alternatives)})$"
+    return f"{re.escape(prefix)}({'|'.join(alternatives)})"
 
 
 def _model_name_filter() -> hcm_pb2.HttpFilter:

@@ -42,6 +42,9 @@ CHAT_PATHS = {
 # The client path that speaks each API, for the fast path.
 CLIENT_PATHS = CHAT_PATHS
 ANTHROPIC_VERSION = "2023-06-01"
+# Envoy refuses a route config whose direct response body is larger than this unless
+# the config raises the limit (`max_direct_response_body_size_bytes`).
+ENVOY_DIRECT_RESPONSE_LIMIT = 4096
 # Headers clients authenticate to providers with; removed unless the provider
 # passes the client's own key through, so a client's key never reaches a provider
 # that Envoy authenticates for.
@@ -71,7 +74,8 @@ def model_gateway_routes(
     routes += [
         _undecided_route(path) for path in (contract.CHAT_COMPLETIONS_PATH, contract.MESSAGES_PATH)
     ]
-    routes.append(_model_list_route(spec, config))
+    model_list_route = _model_list_route(spec, config)
+    routes.append(model_list_route)
     routes += [
         method_not_allowed(contract.CHAT_COMPLETIONS_PATH, "POST"),
         method_not_allowed(contract.MESSAGES_PATH, "POST"),
@@ -81,7 +85,21 @@ def model_gateway_routes(
             f"POST {contract.MESSAGES_PATH} and GET {contract.MODELS_PATH}"
         ),
     ]
-    return virtual_host(names.gateway_route_config(gateway), routes)
+    route_config = virtual_host(names.gateway_route_config(gateway), routes)
+    _fit_model_list(route_config, model_list_route)
+    return route_config
+
+
+def _fit_model_list(
+    route_config: route_pb2.RouteConfiguration, model_list_route: route_components_pb2.Route
+) -> None:
+    """GET /v1/models is answered by Envoy from a body held in the route config; with
+    more than about 50 models that body passes Envoy's default 4 KiB limit for direct
+    responses and Envoy refuses the whole route config. Raise the limit just as far as
+    needed (only then, so small configs are unchanged)."""
+    size = len(model_list_route.direct_response.body.inline_string.encode())
+    if size > ENVOY_DIRECT_RESPONSE_LIMIT:
+        route_config.max_direct_response_body_size_bytes.value = size
 
 
 def sorted_providers(config: Config) -> list[LLMProvider]:

@@ -60,6 +60,22 @@ def dumps(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
+def as_dict(value: Any) -> JSON:
+    """`value` if it is an object, else an empty one. Bodies come from clients and
+    providers: a field of the wrong type is treated as absent, never a crash."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """`value` if it is an array, else an empty one (see `as_dict`)."""
+    return value if isinstance(value, list) else []
+
+
+def as_count(value: Any) -> int:
+    """A token count: `value` if it is a whole number, else 0 (see `as_dict`)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def copy_fields(source: JSON, target: JSON, names: tuple[tuple[str, str], ...]) -> None:
     """Copy each (source name, target name) field that is set: the parameters both APIs
     share, sometimes under another name."""
@@ -80,14 +96,15 @@ def function_call(call_id: Any, name: Any, arguments: str) -> JSON:
     return {"id": call_id or "", "type": "function", "function": function}
 
 
-def parse_arguments(text: str) -> JSON:
+def parse_arguments(text: Any) -> JSON:
     """Tool-call arguments (a JSON string on the OpenAI side) as a JSON object.
 
     Anthropic's tool `input` must be an object. Models sometimes emit broken or
     non-object JSON; rather than fail the whole response we keep the text under
-    `_raw`, so the caller still sees what the model produced.
+    `_raw`, so the caller still sees what the model produced. Arguments that are
+    not a string at all are dropped.
     """
-    if not text:
+    if not text or not isinstance(text, str):
         return {}
     try:
         value = json.loads(text)

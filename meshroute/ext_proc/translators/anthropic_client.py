@@ -13,6 +13,9 @@ from typing import Any
 from meshroute.ext_proc.translators import (
     JSON,
     anthropic_error_type,
+    as_count,
+    as_dict,
+    as_list,
     copy_fields,
     data_url,
     dumps,
@@ -54,7 +57,7 @@ def request_to_openai(body: JSON, model_id: str) -> JSON:
     system = text_of(body.get("system"))
     if system:
         messages.append({"role": "system", "content": system})
-    for message in body.get("messages") or ():
+    for message in as_list(body.get("messages")):
         if isinstance(message, dict):
             _add_message(messages, message)
     out: JSON = {"model": model_id, "messages": messages}
@@ -153,7 +156,7 @@ def _add_tools(out: JSON, body: JSON) -> None:
                 parameters=tool.get("input_schema"),
             ),
         }
-        for tool in body.get("tools") or ()
+        for tool in as_list(body.get("tools"))
         if isinstance(tool, dict) and tool.get("type", "custom") == "custom"
     ]
     if not tools:
@@ -179,16 +182,16 @@ def response_from_openai(body: JSON, model: str) -> JSON:
     """A `chat.completion` as an Anthropic `message`; `model` is the name the client
     asked for, not the provider's."""
     choice = _first_choice(body)
-    message = choice.get("message") or {}
+    message = as_dict(choice.get("message"))
     content: list[JSON] = []
     refused = bool(message.get("refusal")) and not message.get("content")
     text = message.get("refusal") if refused else message.get("content")
     if isinstance(text, str) and text:
         content.append({"type": "text", "text": text})
-    for call in message.get("tool_calls") or ():
+    for call in as_list(message.get("tool_calls")):
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
-            tool_input = parse_arguments(function.get("arguments") or "")
+            tool_input = parse_arguments(function.get("arguments"))
             content.append(tool_use_block(call.get("id"), function.get("name"), tool_input))
     finish = "content_filter" if refused else choice.get("finish_reason")
     called_tools = bool(content) and content[-1]["type"] == "tool_use"
@@ -237,12 +240,11 @@ def usage_from_openai(usage: Any) -> JSON:
     `input_tokens`; OpenAI includes them in `prompt_tokens`."""
     if not isinstance(usage, dict):
         return {"input_tokens": 0, "output_tokens": 0}
-    prompt = usage.get("prompt_tokens") or 0
-    details = usage.get("prompt_tokens_details")
-    cached = (details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+    prompt = as_count(usage.get("prompt_tokens"))
+    cached = as_count(as_dict(usage.get("prompt_tokens_details")).get("cached_tokens"))
     out: JSON = {
         "input_tokens": max(prompt - cached, 0),
-        "output_tokens": usage.get("completion_tokens") or 0,
+        "output_tokens": as_count(usage.get("completion_tokens")),
     }
     if cached:
         out["cache_read_input_tokens"] = cached
@@ -321,14 +323,14 @@ class StreamToAnthropic(StreamTranslator):
         self._emit({"type": "message_start", "message": message}, "message_start")
 
     def _on_choice(self, choice: JSON) -> None:
-        delta = choice.get("delta") or {}
+        delta = as_dict(choice.get("delta"))
         text = delta.get("content")
         if not text and delta.get("refusal"):
             text = delta["refusal"]
             self._refused = True
         if isinstance(text, str) and text:
             self._text(text)
-        for call in delta.get("tool_calls") or ():
+        for call in as_list(delta.get("tool_calls")):
             if isinstance(call, dict):
                 self._tool_call(call)
         finish = choice.get("finish_reason")
@@ -348,7 +350,7 @@ class StreamToAnthropic(StreamTranslator):
         position = call.get("index")
         if not isinstance(position, int):
             position = len(self._tool_blocks)
-        function = call.get("function") or {}
+        function = as_dict(call.get("function"))
         if position not in self._tool_blocks:
             block = tool_use_block(call.get("id"), function.get("name"), {})
             self._start_block(position, block)

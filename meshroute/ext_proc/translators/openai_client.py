@@ -14,6 +14,9 @@ from typing import Any
 from meshroute.ext_proc.translators import (
     ANTHROPIC_ERROR_TYPES,
     JSON,
+    as_count,
+    as_dict,
+    as_list,
     copy_fields,
     dumps,
     error_in,
@@ -63,7 +66,7 @@ def request_to_anthropic(body: JSON, model_id: str) -> JSON:
     provider's `model_id`."""
     system: list[JSON] = []
     messages: list[JSON] = []
-    for message in body.get("messages") or ():
+    for message in as_list(body.get("messages")):
         if isinstance(message, dict):
             _add_message(system, messages, message)
     out: JSON = {"model": model_id, "max_tokens": _max_tokens(body), "messages": messages}
@@ -71,8 +74,8 @@ def request_to_anthropic(body: JSON, model_id: str) -> JSON:
         out["system"] = system[0]["text"] if len(system) == 1 else system
     copy_fields(body, out, _PARAMETERS)
     stop = body.get("stop")
-    if stop:
-        out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    if stop and isinstance(stop, str | list):
+        out["stop_sequences"] = [stop] if isinstance(stop, str) else stop
     _add_tools(out, body)
     if isinstance(body.get("user"), str):
         out["metadata"] = {"user_id": body["user"]}
@@ -161,7 +164,7 @@ def _image(image: Any) -> JSON:
 
 def _assistant_blocks(message: JSON) -> str | list[JSON]:
     text = text_of(message.get("content"), "")
-    calls = message.get("tool_calls")
+    calls = as_list(message.get("tool_calls"))
     if not calls:
         return text
     blocks: list[JSON] = [{"type": "text", "text": text}] if text else []
@@ -179,7 +182,7 @@ def _add_tools(out: JSON, body: JSON) -> None:
     function without parameters takes an empty object). Custom (free-text) tools have
     no Anthropic form and are not offered."""
     tools: list[JSON] = []
-    for tool in body.get("tools") or ():
+    for tool in as_list(body.get("tools")):
         function = tool.get("function") if isinstance(tool, dict) else None
         if isinstance(function, dict) and tool.get("type") == "function":
             schema = function.get("parameters") or {"type": "object", "properties": {}}
@@ -213,7 +216,7 @@ def response_from_anthropic(body: JSON, model: str, *, created: int | None = Non
     asked for. Anthropic has no creation time: `created` defaults to now."""
     texts: list[str] = []
     calls: list[JSON] = []
-    for block in body.get("content") or ():
+    for block in as_list(body.get("content")):
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
             texts.append(block.get("text") or "")
@@ -252,12 +255,14 @@ def finish_reason(stop_reason: Any) -> str:
 def usage_from_anthropic(usage: Any) -> JSON:
     """Anthropic usage as OpenAI's: prompt tokens include cache reads and writes, which
     Anthropic counts apart from `input_tokens`; cache reads are also `cached_tokens`."""
-    usage = usage if isinstance(usage, dict) else {}
-    cached = usage.get("cache_read_input_tokens") or 0
+    usage = as_dict(usage)
+    cached = as_count(usage.get("cache_read_input_tokens"))
     prompt = (
-        (usage.get("input_tokens") or 0) + cached + (usage.get("cache_creation_input_tokens") or 0)
+        as_count(usage.get("input_tokens"))
+        + cached
+        + as_count(usage.get("cache_creation_input_tokens"))
     )
-    completion = usage.get("output_tokens") or 0
+    completion = as_count(usage.get("output_tokens"))
     out: JSON = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -280,6 +285,12 @@ def openai_error(status: int, kind: str | None, message: str) -> JSON:
     else:
         category = "invalid_request_error" if 400 <= status < 500 else "server_error"
     return {"error": {"message": message, "type": category, "param": None, "code": kind}}
+
+
+def _block_index(payload: JSON) -> int:
+    """A stream event's content block index (-1 if it has none that is a number)."""
+    index = payload.get("index")
+    return index if isinstance(index, int) else -1
 
 
 class StreamToOpenAI(StreamTranslator):
@@ -320,9 +331,9 @@ class StreamToOpenAI(StreamTranslator):
         elif kind == "content_block_start":
             self._on_block(payload)
         elif kind == "message_start":
-            self._on_start(payload.get("message") or {})
+            self._on_start(as_dict(payload.get("message")))
         elif kind == "message_delta":
-            delta = payload.get("delta") or {}
+            delta = as_dict(payload.get("delta"))
             self._finish = finish_reason(delta.get("stop_reason"))
             self._record_usage(payload.get("usage"))
         elif kind == "message_stop":
@@ -336,24 +347,24 @@ class StreamToOpenAI(StreamTranslator):
         self._chunk({"role": "assistant", "content": ""})
 
     def _on_block(self, payload: JSON) -> None:
-        block = payload.get("content_block") or {}
+        block = as_dict(payload.get("content_block"))
         kind = block.get("type")
         if kind == "text" and block.get("text"):
             self._chunk({"content": block["text"]})
         elif kind == "tool_use":
             position = len(self._tools)
-            self._tools[payload.get("index", -1)] = position
+            self._tools[_block_index(payload)] = position
             call = _tool_call(block, dumps(block["input"]) if block.get("input") else "")
             call["index"] = position
             self._chunk({"tool_calls": [call]})
 
     def _on_delta(self, payload: JSON) -> None:
-        delta = payload.get("delta") or {}
+        delta = as_dict(payload.get("delta"))
         kind = delta.get("type")
         if kind == "text_delta" and delta.get("text"):
             self._chunk({"content": delta["text"]})
         elif kind == "input_json_delta" and delta.get("partial_json"):
-            position = self._tools.get(payload.get("index", -1))
+            position = self._tools.get(_block_index(payload))
             if position is not None:
                 fragment = {"index": position, "function": {"arguments": delta["partial_json"]}}
                 self._chunk({"tool_calls": [fragment]})
