@@ -28,12 +28,14 @@ proto: $(STAMP)
 	$(BIN)/python proto/generate.py --out .
 
 # Timing lives here, never in tests: each prints its numbers and writes bench/results/.
+# Throughput rows use wrk when it is on PATH (Debian/Ubuntu: `sudo apt-get install wrk`;
+# macOS: `brew install wrk`), else the built-in async load generator (bench/load.py).
 bench: $(STAMP)
-	$(BIN)/python -m bench.spine_latency
-	$(BIN)/python -m bench.orchestrator_latency
-	$(BIN)/python -m bench.embedded_router
+	$(BIN)/python -m bench.gateways
+	$(BIN)/python -m bench.concurrency
+	$(BIN)/python -m bench.control_plane_scale
 	$(BIN)/python -m bench.reload_latency
-	$(BIN)/python -m bench.model_gateway
+	$(BIN)/python -m bench.embedded_router
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "meshroute needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'

@@ -79,7 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add(up, "admin-port", 9901, "Envoy admin port on loopback (0 picks a free one)")
     _add(up, "xds-port", 18000, "control plane port on loopback (0 picks a free one)")
     _add(up, "ext-proc-port", 18001, "ext_proc port on loopback (0 picks a free one)")
-    _add(up, "internal-port", 18002, "Envoy's internal listener on loopback (0 picks a free one)")
+    _add(
+        up,
+        "ext-proc-workers",
+        0,
+        "ext_proc processes, on the ext_proc port and the ones after it (0: one per two CPUs)",
+    )
+    _add(up, "internal-port", 18010, "Envoy's internal listener on loopback (0 picks a free one)")
     _add(
         up,
         "health-port",
@@ -127,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add(ext_proc, "node-id", None, "xDS node id (default ext-proc-<host>-<pid>)")
     _add(ext_proc, "metrics-address", "127.0.0.1", "address /metrics (Prometheus) listens on")
     _add(ext_proc, "metrics-port", 18081, "port for /metrics (0: none)")
+    _add(
+        ext_proc,
+        "workers",
+        1,
+        "sidecar processes, on PORT, PORT+1, ... (0: one per two CPUs); Envoy's ext_proc "
+        "cluster must list them all",
+    )
     _add_log_level(ext_proc)
 
     demo = commands.add_parser(
@@ -271,7 +284,7 @@ def _deployment(args: argparse.Namespace) -> Any:
 
 def _add_deployment_flags(parser: argparse.ArgumentParser) -> None:
     _add(parser, "gateway-address", "0.0.0.0", "address gateway listeners bind")
-    _add(parser, "internal-port", 18002, "Envoy's loopback listener for the sidecar's calls")
+    _add(parser, "internal-port", 18010, "Envoy's loopback listener for the sidecar's calls")
     parser.add_argument(
         "--ca-bundle",
         default=_env("ca-bundle", None),
@@ -330,6 +343,7 @@ def _cmd_route(args: argparse.Namespace) -> int:
 
 def _cmd_up(args: argparse.Namespace) -> int:
     from meshroute.data_files import quickstart_dir
+    from meshroute.ext_proc.workers import default_workers
     from meshroute.up import UpOptions, run_up
 
     quickstart = not args.paths
@@ -345,6 +359,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         xds_port=args.xds_port,
         internal_port=args.internal_port,
         ext_proc_port=args.ext_proc_port,
+        ext_proc_workers=args.ext_proc_workers or default_workers(),
         health_port=args.health_port,
         metrics_port=args.metrics_port,
         log_level=args.log_level,
@@ -400,11 +415,30 @@ def _serve_kubernetes(args: argparse.Namespace, settings: Any, health: Any) -> i
 
 def _cmd_ext_proc(args: argparse.Namespace) -> int:
     from meshroute.ext_proc.service import default_node_id, serve
+    from meshroute.ext_proc.workers import default_workers, run_workers
     from meshroute.lifecycle import configure_logging
 
     configure_logging(args.log_level, args.log_format)
     metrics = (args.metrics_address, args.metrics_port) if args.metrics_port else None
-    serve(args.address, args.port, args.xds_address, args.node_id or default_node_id(), metrics)
+    node_id = args.node_id or default_node_id()
+    workers = args.workers or default_workers()
+    if workers < 0:
+        print("error: --workers must be 0 (automatic) or more", file=sys.stderr)
+        return 2
+    if workers > 1:
+        flags = [f"--log-level={args.log_level}", f"--log-format={args.log_format}"]
+        return asyncio.run(
+            run_workers(
+                workers,
+                address=args.address,
+                port=args.port,
+                xds_target=args.xds_address,
+                node_id=node_id,
+                metrics_endpoint=metrics,
+                worker_flags=flags,
+            )
+        )
+    serve(args.address, args.port, args.xds_address, node_id, metrics)
     return 0
 
 

@@ -7,6 +7,7 @@ import ctypes
 import ctypes.util
 import json
 import logging
+import random
 import signal
 import sys
 from collections.abc import Callable
@@ -112,3 +113,20 @@ def die_with_parent() -> None:
     """
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Backoff:
+    """Delays between retries: doubling from `initial` to `maximum`, with jitter."""
+
+    def __init__(self, initial: float = 0.5, maximum: float = 30.0) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self._next = initial
+
+    def next_delay(self) -> float:
+        delay = self._next
+        self._next = min(self._next * 2, self.maximum)
+        return delay * random.uniform(0.8, 1.2)
+
+    def reset(self) -> None:
+        self._next = self.initial

@@ -20,9 +20,8 @@ import os
 import signal
 import socket
 import sys
-import tempfile
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -31,10 +30,10 @@ from meshroute.api import contract
 from meshroute.control_plane.bootstrap import BootstrapSettings, XdsProtocol, render_bootstrap
 from meshroute.control_plane.config import Config
 from meshroute.envoy_binary import envoy_binary
-from meshroute.lifecycle import die_with_parent, on_signal, wait_for_stop_signal
+from meshroute.lifecycle import on_signal, wait_for_stop_signal
+from meshroute.supervisor import Child, Supervisor, keep_running, say
 
 READY_TIMEOUT = 60.0
-STOP_TIMEOUT = 10.0
 DEMO_AGENTS_PORT = 9100
 DEMO_MODELS_PORT = 9200
 # The quickstart's demo keys: the demo model backends demand them and Envoy injects
@@ -53,8 +52,10 @@ class UpOptions:
     """Where gateways listen."""
     admin_port: int = 9901
     xds_port: int = 18000
-    internal_port: int = 18002
+    internal_port: int = 18010
     ext_proc_port: int = 18001
+    ext_proc_workers: int = 1
+    """Sidecar processes, on ext_proc_port and the ports after it."""
     health_port: int = 18080
     """The control plane's /metrics, /status, /healthz and /readyz."""
     metrics_port: int = 18081
@@ -68,82 +69,6 @@ class UpOptions:
 
 class UpFailed(Exception):
     """`up` could not bring everything up; the message says what and why."""
-
-
-def _say(line: str) -> None:
-    print(line, flush=True)
-
-
-@dataclass
-class Child:
-    name: str
-    process: asyncio.subprocess.Process
-    output: asyncio.Task[None] = field(repr=False)
-
-
-class Supervisor:
-    def __init__(self) -> None:
-        self.children: list[Child] = []
-        self._workdir = tempfile.TemporaryDirectory(prefix="meshroute-up-")
-        self.workdir = Path(self._workdir.name)
-        """Files the children need (Envoy's bootstrap); removed by stop_all."""
-
-    def forward(self, name: str, signum: signal.Signals) -> None:
-        """Pass a signal on to one child (SIGHUP to the control plane reloads config)."""
-        for child in self.children:
-            if child.name == name and child.process.returncode is None:
-                child.process.send_signal(signum)
-
-    async def start(
-        self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None
-    ) -> Child:
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            env={**os.environ, **env} if env else None,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches `up`, which stops children in order
-            preexec_fn=die_with_parent,
-        )
-        assert process.stdout is not None
-        child = Child(name, process, asyncio.create_task(_relay(name, process.stdout)))
-        self.children.append(child)
-        return child
-
-    async def first_exit(self) -> Child:
-        """The first child to exit (waits until one does)."""
-        waits = {asyncio.create_task(child.process.wait()): child for child in self.children}
-        try:
-            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in waits:
-                task.cancel()
-        return waits[next(iter(done))]
-
-    async def stop_all(self) -> None:
-        """Stop children in reverse start order: Envoy first, so it stops taking traffic."""
-        for child in reversed(self.children):
-            if child.process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    child.process.terminate()
-                try:
-                    await asyncio.wait_for(child.process.wait(), STOP_TIMEOUT)
-                except TimeoutError:
-                    with contextlib.suppress(ProcessLookupError):
-                        child.process.kill()
-                    await child.process.wait()
-            with contextlib.suppress(asyncio.CancelledError):
-                await child.output
-        self._workdir.cleanup()
-
-
-async def _relay(name: str, stream: asyncio.StreamReader) -> None:
-    """Each child's output, line by line, prefixed with its name."""
-    prefix = f"{name:>13} | "
-    while line := await stream.readline():
-        sys.stdout.write(prefix + line.decode(errors="replace"))
-        sys.stdout.flush()
 
 
 def _meshroute(command: str, *args: str, **flags: object) -> list[str]:
@@ -161,15 +86,23 @@ def _free_port() -> int:
 
 
 def _check_port_free(address: str, port: int, what: str) -> None:
+    problem = _bind_problem(address, port)
+    if problem is not None:
+        raise UpFailed(
+            f"port {port} ({what}) on {address} is not free: {problem}. "
+            "Stop whatever uses it, or choose another port."
+        )
+
+
+def _bind_problem(address: str, port: int) -> str | None:
+    """Why `port` cannot be listened on now, or None."""
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((address, port))
         except OSError as error:
-            raise UpFailed(
-                f"port {port} ({what}) on {address} is not free: {error.strerror}. "
-                "Stop whatever uses it, or choose another port."
-            ) from None
+            return error.strerror or str(error)
+    return None
 
 
 async def _port_open(address: str, port: int) -> bool:
@@ -222,20 +155,29 @@ def _resolve_port(port: int) -> int:
     return _free_port() if port == 0 else port
 
 
+def _free_range(count: int) -> int:
+    """The first of `count` consecutive ports that are free now."""
+    while True:
+        first = _free_port()
+        if all(_bind_problem("127.0.0.1", first + i) is None for i in range(1, count)):
+            return first
+
+
 async def bring_up(options: UpOptions, config: Config, supervisor: Supervisor) -> list[str]:
     """Start everything; return the lines that tell the user where it all is."""
     loopback = "127.0.0.1"
     admin_port = _resolve_port(options.admin_port)
     xds_port = _resolve_port(options.xds_port)
     internal_port = _resolve_port(options.internal_port)
-    ext_proc_port = _resolve_port(options.ext_proc_port)
+    workers = options.ext_proc_workers
+    ext_proc_port = options.ext_proc_port or _free_range(workers)
     health_port = _resolve_port(options.health_port)
     metrics_port = _resolve_port(options.metrics_port)
     ports = [
         (loopback, admin_port, "Envoy admin"),
         (loopback, xds_port, "control plane xDS"),
         (loopback, internal_port, "Envoy internal listener"),
-        (loopback, ext_proc_port, "ext_proc"),
+        *((loopback, ext_proc_port + i, f"ext_proc worker {i}") for i in range(workers)),
         (loopback, health_port, "control plane metrics and status"),
         (loopback, metrics_port, "ext_proc metrics"),
     ]
@@ -297,6 +239,7 @@ async def bring_up(options: UpOptions, config: Config, supervisor: Supervisor) -
             "ext-proc",
             address=loopback,
             port=ext_proc_port,
+            workers=workers,
             xds_address=f"{loopback}:{xds_port}",
             metrics_address=loopback,
             metrics_port=metrics_port,
@@ -316,6 +259,7 @@ async def bring_up(options: UpOptions, config: Config, supervisor: Supervisor) -
                 xds_port=xds_port,
                 ext_proc_address=loopback,
                 ext_proc_port=ext_proc_port,
+                ext_proc_workers=workers,
                 xds_protocol=options.xds_protocol,
                 health_port=_free_port(),  # for probes from outside a pod; unused here
             )
@@ -339,9 +283,12 @@ async def bring_up(options: UpOptions, config: Config, supervisor: Supervisor) -
     envoy = await supervisor.start("envoy", envoy_argv)
     # Every child is forked by now; only from here on does this process use gRPC
     # (whose threads do not mix with fork).
-    await _wait_until(
-        "the ext_proc server", ext_proc, lambda: _grpc_serving(loopback, ext_proc_port)
-    )
+    for port in range(ext_proc_port, ext_proc_port + workers):
+        await _wait_until(
+            f"the ext_proc server on port {port}",
+            ext_proc,
+            functools.partial(_grpc_serving, loopback, port),
+        )
     admin = f"http://{loopback}:{admin_port}"
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
         await _wait_until("Envoy", envoy, lambda: _envoy_live(session, admin))
@@ -360,7 +307,11 @@ async def bring_up(options: UpOptions, config: Config, supervisor: Supervisor) -
         host=host,
         admin=admin,
         xds=f"{loopback}:{xds_port}",
-        ext_proc_port=ext_proc_port,
+        ext_proc=(
+            f"127.0.0.1:{ext_proc_port}"
+            if workers == 1
+            else f"127.0.0.1:{ext_proc_port}-{ext_proc_port + workers - 1} ({workers} workers)"
+        ),
         health=f"http://{loopback}:{health_port}",
         metrics=f"http://{loopback}:{metrics_port}/metrics",
     )
@@ -373,7 +324,7 @@ def _banner(
     host: str,
     admin: str,
     xds: str,
-    ext_proc_port: int,
+    ext_proc: str,
     health: str,
     metrics: str,
 ) -> list[str]:
@@ -390,7 +341,7 @@ def _banner(
         f"  Envoy admin:   {admin}/",
         f"  metrics:       {admin}/stats/prometheus (Envoy)",
         f"                 {health}/metrics (control plane)   {metrics} (ext_proc)",
-        f"  control plane: {xds} (ADS)   ext_proc: 127.0.0.1:{ext_proc_port}",
+        f"  control plane: {xds} (ADS)   ext_proc: {ext_proc}",
         "  status:        meshroute status",
     ]
     if options.quickstart:
@@ -429,21 +380,10 @@ async def run_up(options: UpOptions, config: Config) -> int:
         try:
             lines = starting.result()
         except UpFailed as error:
-            _say(f"meshroute up failed: {error}")
+            say(f"meshroute up failed: {error}")
             return 1
-        _say("\n".join(lines))
-        exited = asyncio.create_task(supervisor.first_exit())
-        done, _ = await asyncio.wait({exited, stop}, return_when=asyncio.FIRST_COMPLETED)
-        if stop in done:
-            exited.cancel()
-            _say("meshroute: stopping")
-            return 0
-        child = exited.result()
-        _say(
-            f"meshroute up: {child.name} exited unexpectedly with code "
-            f"{child.process.returncode}; stopping everything"
-        )
-        return 1
+        say("\n".join(lines))
+        return await keep_running(supervisor, stop)
     finally:
         stop.cancel()
         await supervisor.stop_all()

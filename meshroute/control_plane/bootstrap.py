@@ -28,6 +28,7 @@ from envoy.extensions.resource_monitors.downstream_connections.v3 import (  # no
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf import json_format
 
+from meshroute.control_plane.translate.names import EXT_PROC_CLUSTER
 from meshroute.control_plane.translate.snapshot import Resources
 from meshroute.data_files import bootstrap_template
 from meshroute.envoy_binary import EnvoyNotFound, EnvoyRejected, validate_config
@@ -50,6 +51,8 @@ class BootstrapSettings:
     xds_port: int = 18000
     ext_proc_address: str = "127.0.0.1"
     ext_proc_port: int = 18001
+    ext_proc_workers: int = 1
+    """Sidecar processes on ext_proc_port, ext_proc_port + 1, ... (`ext-proc --workers`)."""
     xds_protocol: XdsProtocol = "sotw"
     """State-of-the-World or incremental (delta) ADS; the control plane serves both."""
     health_address: str = "127.0.0.1"
@@ -77,8 +80,23 @@ def render_bootstrap(settings: BootstrapSettings) -> str:
         HEALTH_ADDRESS=settings.health_address,
         HEALTH_PORT=settings.health_port,
     )
+    if settings.ext_proc_workers > 1:
+        text = _with_workers(text, settings)
     parse_bootstrap(text)  # fail here, with a clear error, rather than in Envoy
     return text
+
+
+def _with_workers(text: str, settings: BootstrapSettings) -> str:
+    """Every worker an endpoint of the ext_proc cluster (the template names one)."""
+    bootstrap = parse_bootstrap(text)
+    [cluster] = [c for c in bootstrap.static_resources.clusters if c.name == EXT_PROC_CLUSTER]
+    [locality] = cluster.load_assignment.endpoints
+    [first] = locality.lb_endpoints
+    for index in range(1, settings.ext_proc_workers):
+        worker = locality.lb_endpoints.add()
+        worker.CopyFrom(first)
+        worker.endpoint.address.socket_address.port_value = settings.ext_proc_port + index
+    return "# Generated from envoy/bootstrap.yaml.\n" + to_yaml(message_to_dict(bootstrap))
 
 
 def parse_bootstrap(text: str) -> bootstrap_pb2.Bootstrap:
@@ -180,4 +198,4 @@ def check_with_envoy(resources: Resources) -> None:
     miss (an unreadable CA bundle, a value out of Envoy's range), before a snapshot
     is served rather than as a NACK after. EnvoyRejected says why.
     """
-    validate_config(to_yaml(message_to_dict(static_bootstrap(resources, BootstrapSettings()))))
+    validate_config(static_bootstrap(resources, BootstrapSettings()).SerializeToString())

@@ -14,7 +14,7 @@ from opentelemetry.util.types import AttributeValue
 from meshroute.api import contract
 from meshroute.api.v1alpha1 import routing_table_pb2 as rt
 from meshroute.ext_proc import responses
-from meshroute.ext_proc.chat_request import BadRequest, Turn, parse_chat_request
+from meshroute.ext_proc.chat_request import BadRequest, ChatRequest, Turn, parse_chat_request
 from meshroute.ext_proc.choosers import NamedRoute, build_chooser
 from meshroute.ext_proc.exchange import Exchange, header_value
 from meshroute.ext_proc.metrics import SidecarMetrics
@@ -143,15 +143,10 @@ class GatewayRouting:
     ) -> AsyncIterator[ep.ProcessingResponse]:
         """The ext_proc answers to a buffered request body (more than one when a
         sequence needs Envoy to wait longer)."""
-        with TRACER.start_as_current_span("parse request") as span:
-            try:
-                request = parse_chat_request(body)
-            except BadRequest as bad:
-                span.set_attribute("error.type", bad.code)
-                yield responses.error(400, bad.code, bad.message)
-                return
-            if span.is_recording():
-                span.set_attributes(request_attributes(request))
+        request = _parse(body)
+        if isinstance(request, ep.ProcessingResponse):
+            yield request  # a 400
+            return
         with TRACER.start_as_current_span("routing decision") as span:
             if pinned is not None:
                 decision = Decision(agents=(pinned,), reason=contract.REASON_PINNED)
@@ -187,6 +182,20 @@ class GatewayRouting:
             yield responses.error(failed.status, failed.code, failed.message)
             return
         yield responses.route_sequence(decision.agents, decision.reason, json.dumps(grown).encode())
+
+
+def _parse(body: bytes) -> ChatRequest | ep.ProcessingResponse:
+    """The request, or the 400 that answers it. (Its own function so that no `yield`
+    happens while a span is current: see server.Process.)"""
+    with TRACER.start_as_current_span("parse request") as span:
+        try:
+            request = parse_chat_request(body)
+        except BadRequest as bad:
+            span.set_attribute("error.type", bad.code)
+            return responses.error(400, bad.code, bad.message)
+        if span.is_recording():
+            span.set_attributes(request_attributes(request))
+        return request
 
 
 class AgentExchange(Exchange):

@@ -18,7 +18,7 @@ from meshroute.ext_proc import responses
 from meshroute.ext_proc.exchange import header_value
 from meshroute.ext_proc.gateways import AnyRouting
 from meshroute.ext_proc.metrics import SidecarMetrics
-from meshroute.ext_proc.telemetry import TRACER, attach, context_from_metadata, detach
+from meshroute.ext_proc.telemetry import TRACER, attach, context_from_metadata
 from meshroute.lifecycle import REQUEST_ID
 
 log = logging.getLogger("meshroute.ext_proc")
@@ -47,21 +47,21 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):  # type: ignore[misc
         metadata = context.invocation_metadata()
         gateway = _gateway_of(metadata)
         # One span per request, a child of Envoy's (its context is in the stream's
-        # metadata); it is current while this stream's messages are handled, so the
-        # spans and calls below join the same trace.
+        # metadata), made current for the rest of this RPC so the spans and calls below
+        # join the same trace. It is never detached: each RPC runs in a task of its own,
+        # whose context ends with it, and detaching could only fail when grpc finalizes
+        # an abandoned stream from another task.
         span = TRACER.start_span(
             "meshroute ext_proc",
             context=context_from_metadata(metadata),
             kind=SpanKind.SERVER,
             attributes={"meshroute.gateway": gateway},
         )
-        token = attach(trace.set_span_in_context(span))
+        attach(trace.set_span_in_context(span))
         try:
             async for answer in self._process(gateway, requests):
                 yield answer
         finally:
-            REQUEST_ID.set(None)
-            detach(token)
             span.end()
 
     async def _process(

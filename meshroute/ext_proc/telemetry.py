@@ -95,12 +95,9 @@ def outgoing_headers() -> dict[str, str]:
     return headers
 
 
-def attach(ctx: Context) -> object:
-    return context.attach(ctx)
-
-
-def detach(token: object) -> None:
-    context.detach(token)  # type: ignore[arg-type]
+def attach(ctx: Context) -> None:
+    """Make `ctx` current for the rest of the running task (see server.Process)."""
+    context.attach(ctx)
 
 
 def request_attributes(request: ChatRequest) -> dict[str, Any]:

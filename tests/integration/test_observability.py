@@ -71,48 +71,55 @@ def stack(
 ) -> Iterator[UpStack]:
     agents_port, models_port = free_port(), free_port()
     agent_gateway, model_gateway = free_port(), free_port()
-    agents = ManagedProcess(
-        "demo-agents", meshroute_argv("demo-agents", "--port", str(agents_port))
-    )
-    models = ManagedProcess(
-        "demo-models",
-        meshroute_argv("demo-models", "--require-keys", "--port", str(models_port)),
-        env=KEYS,
-    )
-    agents.wait_until(lambda: port_open(agents_port), "demo agents listening")
-    models.wait_until(lambda: port_open(models_port), "demo models listening")
-    config = quickstart_config(
-        tmp_path_factory.mktemp("observability"),
-        agent_gateway,
-        agents_port,
-        models=(model_gateway, models_port),
-    )
-    # A second agent gateway whose routing model is a stand-in: its calls must carry
-    # the request's trace.
-    routed_gateway = free_port()
-    (config / "routed.yaml").write_text(
-        documents(
-            provider_yaml("router", f"http://127.0.0.1:{orchestrator.port}", {"plano": "plano"}),
-            gateway_yaml(
-                "routed",
-                routed_gateway,
-                ["weather", "flights"],
-                "weather",
-                extra="router: {type: orchestrator, provider: router, model: plano, timeout: 2s}",
-            ),
+    started: list[ManagedProcess] = []
+    try:
+        agents = ManagedProcess(
+            "demo-agents", meshroute_argv("demo-agents", "--port", str(agents_port))
         )
-    )
-    env = {
-        **KEYS,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
-        "OTEL_BSP_SCHEDULE_DELAY": "100",  # the sidecar exports within 0.1 s
-    }
-    gateways = {"travel": agent_gateway, "llm": model_gateway, "routed": routed_gateway}
-    up = UpStack([config], gateways, env=env)
-    yield up
-    up.stop()
-    agents.stop()
-    models.stop()
+        started.append(agents)
+        models = ManagedProcess(
+            "demo-models",
+            meshroute_argv("demo-models", "--require-keys", "--port", str(models_port)),
+            env=KEYS,
+        )
+        started.append(models)
+        agents.wait_until(lambda: port_open(agents_port), "demo agents listening")
+        models.wait_until(lambda: port_open(models_port), "demo models listening")
+        config = quickstart_config(
+            tmp_path_factory.mktemp("observability"),
+            agent_gateway,
+            agents_port,
+            models=(model_gateway, models_port),
+        )
+        # A second agent gateway whose routing model is a stand-in: its calls must
+        # carry the request's trace.
+        routed_gateway = free_port()
+        (config / "routed.yaml").write_text(
+            documents(
+                provider_yaml(
+                    "router", f"http://127.0.0.1:{orchestrator.port}", {"plano": "plano"}
+                ),
+                gateway_yaml(
+                    "routed",
+                    routed_gateway,
+                    ["weather", "flights"],
+                    "weather",
+                    extra="router: {type: orchestrator, provider: router, model: plano}",
+                ),
+            )
+        )
+        env = {
+            **KEYS,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "100",  # the sidecar exports within 0.1 s
+        }
+        gateways = {"travel": agent_gateway, "llm": model_gateway, "routed": routed_gateway}
+        up = UpStack([config], gateways, env=env)
+        started.append(up.process)
+        yield up
+    finally:
+        for process in reversed(started):
+            process.stop()
 
 
 def ask(stack: UpStack, text: str) -> httpx.Response:

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from meshroute.demo.agents import answer_text
+from meshroute.envoy_binary import envoy_binary
 from tests.support.configs import agent_yaml, quickstart_config
 from tests.support.processes import ManagedProcess, free_port, meshroute_argv, port_open
 from tests.support.stack import UpStack
 
-QUICKSTART_PORTS = (8001, 12000, 9100, 9200, 9901, 18000, 18001, 18002)
+QUICKSTART_PORTS = (8001, 12000, 9100, 9200, 9901, 18000, 18001, 18010, 18080, 18081)
 
 
 def children_of(pid: int) -> list[int]:
@@ -72,7 +74,43 @@ def test_up_with_no_path_runs_the_quickstart_and_stops_cleanly_on_sigterm() -> N
         up.stop()
 
 
-def test_a_child_that_dies_is_reported_and_up_exits_nonzero(
+def child_named(up_pid: int, word: str) -> int | None:
+    """The pid of `up`'s child whose command line has `word` (its command or subcommand)."""
+    for pid in children_of(up_pid):
+        if word in command_of(pid).split()[:4]:
+            return pid
+    return None
+
+
+def test_a_child_that_dies_is_restarted_and_traffic_recovers(
+    tmp_path: Path, demo_agents_port: int
+) -> None:
+    gateway_port = free_port()
+    stack = UpStack(
+        [quickstart_config(tmp_path, gateway_port, demo_agents_port)], {"travel": gateway_port}
+    )
+    question = {"messages": [{"role": "user", "content": "Is UA 901 on time?"}]}
+    try:
+        up = stack.process.process.pid
+        envoy, ext_proc = child_named(up, str(envoy_binary())), child_named(up, "ext-proc")
+        assert envoy is not None
+        assert ext_proc is not None
+        os.kill(ext_proc, signal.SIGKILL)
+        stack.process.wait_for_line(r"ext-proc exited unexpectedly with code -9; restarting it")
+        stack.process.wait_for_line(r"ext-proc restarted after \d+\.\d s")
+
+        def routed() -> bool:
+            reply = httpx.post(stack.url("travel"), json=question, timeout=30)
+            return reply.status_code == 200 and reply.headers["x-meshroute-agent"] == "flights"
+
+        stack.process.wait_until(routed, "requests are routed again")
+        assert child_named(up, str(envoy_binary())) == envoy  # Envoy was never restarted
+        assert stack.process.process.poll() is None
+    finally:
+        stack.stop()
+
+
+def test_a_child_that_keeps_crashing_stops_everything(
     tmp_path: Path, demo_agents_port: int
 ) -> None:
     gateway_port = free_port()
@@ -80,11 +118,24 @@ def test_a_child_that_dies_is_reported_and_up_exits_nonzero(
         [quickstart_config(tmp_path, gateway_port, demo_agents_port)], {"travel": gateway_port}
     )
     try:
-        children = children_of(stack.process.process.pid)
-        [envoy] = [pid for pid in children if "envoy" in command_of(pid).split()[0]]
-        os.kill(envoy, signal.SIGKILL)
-        assert stack.process.process.wait(timeout=60) == 1
-        stack.process.wait_for_line(r"envoy exited unexpectedly with code -9; stopping everything")
+        up = stack.process.process.pid
+        children = children_of(up)
+        killed: set[int] = set()
+        while stack.process.process.poll() is None:
+            pid = child_named(up, "ext-proc")
+            if pid is not None and pid not in killed:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            stack.process.wait_until(
+                lambda: (
+                    stack.process.process.poll() is not None
+                    or child_named(up, "ext-proc") not in (None, *killed)
+                ),
+                "a new ext-proc, or up giving up",
+            )
+        assert stack.process.process.returncode == 1
+        assert len(killed) == 6
+        stack.process.wait_for_line(r"ext-proc exited 6 times within 60 s; stopping everything")
         assert not [pid for pid in children if alive(pid)]
     finally:
         stack.stop()
@@ -178,3 +229,33 @@ def replace_file(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.swp")
     temporary.write_text(text)
     os.replace(temporary, path)
+
+
+def test_several_sidecar_workers_share_the_requests(tmp_path: Path, demo_agents_port: int) -> None:
+    gateway_port = free_port()
+    config = quickstart_config(tmp_path, gateway_port, demo_agents_port)
+    stack = UpStack([config], {"travel": gateway_port}, ext_proc_workers=2)
+    try:
+        stack.process.wait_for_line(r"ext_proc: 127\.0\.0\.1:\d+-\d+ \(2 workers\)")
+        status = httpx.get(f"http://127.0.0.1:{stack.health_port}/status", timeout=10).json()
+        sidecars = [client for client in status["clients"] if client["kind"] == "ext-proc"]
+        assert len(sidecars) == 2  # each worker has its own routing-table subscription
+        for _ in range(20):
+            reply = httpx.post(
+                stack.url("travel"),
+                json={"messages": [{"role": "user", "content": "Is UA 901 on time?"}]},
+                timeout=30,
+            )
+            assert reply.headers["x-meshroute-agent"] == "flights"
+        # One /metrics for all workers: their counts add up.
+        metrics = httpx.get(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=10).text
+        decided = [
+            sample.value
+            for family in text_string_to_metric_families(metrics)
+            for sample in family.samples
+            if sample.name == "meshroute_routing_decisions_total"
+            and sample.labels["gateway"] == "travel"
+        ]
+        assert sum(decided) == 20
+    finally:
+        stack.stop()

@@ -48,13 +48,14 @@ class UpStack:
         paths: list[Path],
         gateway_ports: dict[str, int],
         env: dict[str, str] | None = None,
+        ext_proc_workers: int = 1,
     ) -> None:
         """`env`: extra environment for `up` and so for its children (provider keys)."""
         self.paths = paths
         self.gateway_ports = gateway_ports
         self.admin_port = free_port()
         self.xds_port = free_port()
-        self.ext_proc_port = free_port()
+        self.ext_proc_port = 0 if ext_proc_workers > 1 else free_port()  # 0: a free range
         self.internal_port = free_port()
         self.health_port = free_port()
         self.metrics_port = free_port()
@@ -77,10 +78,16 @@ class UpStack:
                 str(self.internal_port),
                 "--envoy-concurrency",
                 "1",
+                "--ext-proc-workers",
+                str(ext_proc_workers),
             ),
             env=env,
         )
-        self.process.wait_for_line(r"^meshroute is up\.")
+        try:
+            self.process.wait_for_line(r"^meshroute is up\.")
+        except BaseException:
+            self.process.stop()  # nothing left running when it never came up
+            raise
 
     def url(self, gateway: str, path: str = "/v1/chat/completions") -> str:
         return f"http://127.0.0.1:{self.gateway_ports[gateway]}{path}"

@@ -25,7 +25,8 @@ from meshroute.control_plane.k8s.api import (
     ResourceKind,
     connect,
 )
-from meshroute.control_plane.k8s.informer import Backoff, Informer
+from meshroute.control_plane.k8s.informer import Informer
+from meshroute.lifecycle import Backoff
 from tests.support.fake_kube import FakeKubeApi, query_flag
 from tests.support.processes import READY_TIMEOUT
 

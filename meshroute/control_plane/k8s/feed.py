@@ -40,12 +40,13 @@ from meshroute.control_plane.k8s.api import (
     KubeApiError,
     ResourceClient,
 )
-from meshroute.control_plane.k8s.informer import Backoff, Informer
+from meshroute.control_plane.k8s.informer import Informer
 from meshroute.control_plane.metrics import ControlPlaneMetrics
 from meshroute.control_plane.service import report_snapshot
 from meshroute.control_plane.translate.deployment import DeploymentSettings
 from meshroute.control_plane.translate.snapshot import Resources, translate
 from meshroute.control_plane.xds.snapshot import SnapshotCache
+from meshroute.lifecycle import Backoff
 
 log = logging.getLogger("meshroute.control_plane.kubernetes")
 

@@ -14,32 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable
 from typing import Any
 
 from meshroute.control_plane.k8s.api import GONE, KubeApiError, ResourceClient, WatchEvent
+from meshroute.lifecycle import Backoff
 
 log = logging.getLogger("meshroute.control_plane.kubernetes")
 
 WATCH_TIMEOUT_SECONDS = 300
-
-
-class Backoff:
-    """Delays between retries: doubling from `initial` to `maximum`, with jitter."""
-
-    def __init__(self, initial: float = 0.5, maximum: float = 30.0) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self._next = initial
-
-    def next_delay(self) -> float:
-        delay = self._next
-        self._next = min(self._next * 2, self.maximum)
-        return delay * random.uniform(0.8, 1.2)
-
-    def reset(self) -> None:
-        self._next = self.initial
 
 
 class Informer:

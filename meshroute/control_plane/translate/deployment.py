@@ -148,7 +148,7 @@ class DeploymentSettings:
     """Where gateway listeners bind."""
     internal_address: str = "127.0.0.1"
     """Where the internal listener binds; the sidecar must reach it here."""
-    internal_port: int = 18002
+    internal_port: int = 18010
     ca_bundle: str | None = None
     """The CA bundle https upstreams are checked against unless they name their own
     (None: this system's). A file, because Envoy refuses to check certificate names
