@@ -22,12 +22,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.common import machine_line, write_results
-from bench.gateways import AGENTS, QUESTION, chat_body
+from bench.common import children, command, machine_line, peak_rss_mib, write_results
+from bench.gateways import AGENTS, QUESTION, chat_body, start_model
 from bench.load import post_request
 from bench.upstream import start_envoy
 from tests.support.configs import provider_yaml
-from tests.support.processes import ManagedProcess, free_port, port_open
+from tests.support.processes import ManagedProcess, free_port
 from tests.support.stack import UpStack
 
 
@@ -103,22 +103,6 @@ async def burst(port: int, request: bytes, n: int) -> tuple[list[tuple[int, floa
     return [r if isinstance(r, tuple) else (0, 0.0) for r in results], wall
 
 
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(child) for child in path.read_text().split()] if path.exists() else []
-
-
-def command(pid: int) -> str:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000)
@@ -131,20 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="meshroute-bench-") as workdir:
             work = Path(workdir)
             started.append(start_envoy("upstream", work, upstream, None))
-            model = ManagedProcess(
-                "stand-in model",
-                [
-                    sys.executable,
-                    "-m",
-                    "tests.support.orchestrator",
-                    "--port",
-                    str(model_port),
-                    "--delay",
-                    str(args.model_ms / 1000),
-                ],
-            )
-            started.append(model)
-            model.wait_until(lambda: port_open(model_port), "the stand-in model listening")
+            started.append(start_model(model_port, args.model_ms))
             config = work / "config"
             config.mkdir()
             write_config(config, upstream, model_port, gateway_port, args.requests)
@@ -156,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "127.0.0.1", gateway_port, "/v1/chat/completions", chat_body(QUESTION)
             )
             results, wall = asyncio.run(burst(gateway_port, request, args.requests))
-            sidecar_mb, envoy_mb = peak_rss_mb(sidecar), peak_rss_mb(envoy)
+            sidecar_mb, envoy_mb = peak_rss_mib(sidecar), peak_rss_mib(envoy)
     finally:
         if stack is not None:
             stack.stop()

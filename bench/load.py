@@ -66,19 +66,28 @@ async def _connection(
     try:
         for _ in range(count):
             started = time.perf_counter()
-            writer.write(request)
-            status_line = await reader.readline()
-            status = int(status_line.split()[1])
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value.strip())
-            await reader.readexactly(length)
+            status = await exchange(reader, writer, request)
             latencies.append((time.perf_counter() - started) * 1000)
             statuses[status] = statuses.get(status, 0) + 1
     finally:
         writer.close()
+
+
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> int:
+    """One request on a keep-alive connection, its response read whole (a
+    content-length body, as every gateway path here answers); returns the status."""
+    writer.write(request)
+    status_line = await reader.readline()
+    status = int(status_line.split()[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    await reader.readexactly(length)
+    return status
 
 
 async def run_load(

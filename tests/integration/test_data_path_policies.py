@@ -19,7 +19,7 @@ import httpx
 import pytest
 import trustme
 
-from tests.support.processes import READY_TIMEOUT, free_port
+from tests.support.processes import free_port
 from tests.support.stack import ComponentStack
 from tests.support.upstreams import (
     UPSTREAM_HEADER,
@@ -27,6 +27,7 @@ from tests.support.upstreams import (
     tls_upstream,
     write_ca_pem,
 )
+from tests.support.waiting import eventually
 
 HOSTS = ("r1", "r2", "e1", "e2", "v1", "v2", "s1", "s2", "s3", "h1", "h2", "long")
 
@@ -164,14 +165,6 @@ def call(stack: ComponentStack, agent_name: str, **headers: str) -> httpx.Respon
 def stat(stack: ComponentStack, name: str) -> int:
     text = httpx.get(f"http://127.0.0.1:{stack.admin_port}/stats?filter=^{name}$").text.strip()
     return int(text.split(": ")[1]) if text else 0
-
-
-def eventually(condition: object, what: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while not (callable(condition) and condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {READY_TIMEOUT}s")
-        time.sleep(0.05)
 
 
 def test_a_503_once_is_retried_and_the_client_gets_200(

@@ -8,8 +8,7 @@ one does) and feeds a real ext-proc and Envoy; requests go through Envoy.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,18 +20,11 @@ import yaml
 from tests.support.configs import quickstart_config
 from tests.support.crd_schema import schema_errors
 from tests.support.fake_kube import FakeKubeApi, Refused
-from tests.support.processes import READY_TIMEOUT, ManagedProcess, free_port, meshroute_argv
+from tests.support.processes import ManagedProcess, free_port, meshroute_argv
 from tests.support.stack import DataPlane
+from tests.support.waiting import eventually
 
 NAMESPACE = "meshroute-demo"
-
-
-def eventually(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {READY_TIMEOUT}s")
-        time.sleep(0.05)
 
 
 def ask(port: int, text: str) -> httpx.Response:

@@ -16,24 +16,13 @@ from google.protobuf import duration_pb2
 
 from meshroute.control_plane.xds import type_urls
 from tests.support.configs import agent_yaml, documents, gateway_yaml, quickstart_config
-from tests.support.processes import READY_TIMEOUT, free_port
+from tests.support.processes import free_port
 from tests.support.stack import ComponentStack
+from tests.support.waiting import eventually
 
 
 def ask(url: str, text: str) -> httpx.Response:
     return httpx.post(url, json={"messages": [{"role": "user", "content": text}]}, timeout=30)
-
-
-def eventually(condition: object, what: str) -> None:
-    import time
-
-    deadline = time.monotonic() + READY_TIMEOUT
-    while True:
-        if callable(condition) and condition():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {READY_TIMEOUT}s")
-        time.sleep(0.05)
 
 
 @pytest.fixture

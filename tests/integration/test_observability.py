@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import httpx
@@ -20,13 +19,13 @@ from tests.support.configs import documents, gateway_yaml, provider_yaml, quicks
 from tests.support.orchestrator import StandInOrchestrator
 from tests.support.otlp import OtlpReceiver, ReceivedSpan
 from tests.support.processes import (
-    READY_TIMEOUT,
     ManagedProcess,
     free_port,
     meshroute_argv,
     port_open,
 )
 from tests.support.stack import UpStack
+from tests.support.waiting import eventually
 
 T = TypeVar("T")
 
@@ -36,17 +35,6 @@ KEYS = {
     "DEMO_OPENAI_API_KEY": "sk-obs-openai-4d2e1f",
     "DEMO_ANTHROPIC_API_KEY": "sk-ant-obs-9b8c7a",
 }
-
-
-def eventually(probe: Callable[[], T | None], what: str) -> T:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {READY_TIMEOUT}s")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")

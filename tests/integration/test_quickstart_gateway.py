@@ -10,6 +10,7 @@ import pytest
 
 from meshroute.demo.agents import answer_text
 from tests.support.configs import quickstart_config
+from tests.support.errors import assert_error
 from tests.support.processes import free_port
 from tests.support.stack import UpStack
 
@@ -97,20 +98,6 @@ def test_openai_sdk_streaming_passes_through(stack: UpStack) -> None:
     assert len(chunks) > 3  # really streamed, in pieces
     assert text == answer_text("currency", [{"role": "user", "content": question}])
     assert chunks[-1].choices[0].finish_reason == "stop"
-
-
-def assert_error(
-    response: httpx.Response, status: int, error_type: str, code: str
-) -> dict[str, str]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    error = response.json()["error"]
-    assert set(error) == {"type", "message", "code"}
-    assert error["type"] == error_type
-    assert error["code"] == code
-    assert error["message"]
-    assert "Traceback" not in response.text
-    return dict(error)
 
 
 def test_bad_json_is_a_400_in_the_error_shape(stack: UpStack) -> None:

@@ -16,6 +16,8 @@ from tests.support.threaded_server import ThreadedServer
 class RecordingAgents:
     received: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     """(agent, request body) in arrival order."""
+    headers: list[dict[str, str]] = field(default_factory=list)
+    """Each of those requests' headers (lower-case names), in the same order."""
     server: ThreadedServer | None = None
 
     def start(self) -> RecordingAgents:
@@ -23,6 +25,7 @@ class RecordingAgents:
         async def record(request: web.Request, handler: Any) -> web.StreamResponse:
             if "agent" in request.match_info:
                 body = await request.read()
+                self.headers.append({k.lower(): v for k, v in request.headers.items()})
                 try:
                     self.received.append((request.match_info["agent"], json.loads(body)))
                 except json.JSONDecodeError:

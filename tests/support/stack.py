@@ -155,6 +155,15 @@ class ControlPlaneThread:
     def stop(self) -> None:
         self.run(self._server.stop(grace=0))
 
+    def restart(self, resources: Resources) -> None:
+        """Serve again, on the same port, after `stop`: a control plane coming back
+        (with a new process's first version of `resources`)."""
+        self.cache = SnapshotCache()
+        self.cache_version = self.call(self._set, resources)
+        self._server, self.service, _ = self.run(
+            start_xds_server(self.cache, "127.0.0.1", self.port)
+        )
+
     def close(self) -> None:
         try:
             self.stop()

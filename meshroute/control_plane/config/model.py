@@ -349,6 +349,22 @@ class TracingSpec(Spec):
     follows its caller's decision."""
 
 
+class ClientTimeoutsSpec(Spec):
+    """How long a client may take to send its request, so a slow or stalled sender
+    cannot hold a connection and its buffers for ever (Envoy answers 408). None of
+    them cuts a long response: idle timers restart with every byte, and the upload
+    timer stops once the request goes upstream."""
+
+    headers: PositiveDuration = timedelta(seconds=10)
+    """From the request's first byte until its headers are complete."""
+    idle: PositiveDuration = timedelta(minutes=5)
+    """Nothing moving either way on a request for this long ends it. Once the request
+    is routed, the agent's or provider's own `timeout` applies instead."""
+    upload: PositiveDuration = timedelta(minutes=5)
+    """Receiving the whole request, beyond the time it legitimately waits for the
+    routing decision (and for the earlier agents of a sequence)."""
+
+
 class _GatewayCommon(Spec):
     port: int = Field(ge=1, le=65535)
     router: RouterSpec = Field(default_factory=EmbeddedRouterSpec)
@@ -358,6 +374,7 @@ class _GatewayCommon(Spec):
     """Largest request body accepted; larger ones get 413."""
     tracing: TracingSpec | None = None
     """Overrides the control plane's OpenTelemetry environment for this Gateway."""
+    client_timeouts: ClientTimeoutsSpec = Field(default_factory=ClientTimeoutsSpec)
 
 
 class AgentGatewaySpec(_GatewayCommon):

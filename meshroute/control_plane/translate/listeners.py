@@ -6,11 +6,9 @@ filters (token counts from the response, for logs and spans), router. Routes com
 over RDS, so a route change never drains the listener. Every listener logs each
 request and, where tracing is on, traces it (`observability`).
 
-Gateways bound slow clients (`_slow_client_timeouts`): headers must arrive within
-REQUEST_HEADERS_TIMEOUT, a stream silent for STREAM_IDLE_TIMEOUT is cut, and the
-whole request must be received within `max_request_time`. None of them cuts a long
-response: the idle timeouts are reset by every byte, and the request timeout stops
-once the response starts.
+Gateways bound slow clients (`clientTimeouts`): headers must arrive in time, a
+stalled stream is cut, and the whole request must be received within
+`max_request_time`. None of them cuts a long response.
 
 The internal listener (for the sidecar's own calls) is built here too: the same
 shape without strip and ext_proc.
@@ -56,17 +54,6 @@ ROUTING_CALL_MARGIN = timedelta(seconds=1)
 # The longest the sidecar may hold a request while it runs the earlier agents of a
 # multi-agent sequence (it asks Envoy for this much, per request, when it starts one).
 MAX_SEQUENCE_DURATION = timedelta(seconds=contract.MAX_SEQUENCE_SECONDS)
-
-# Slow clients (Envoy's edge-proxy recommendations). A client must send its whole
-# request headers within this long of its first byte; else Envoy answers 408.
-REQUEST_HEADERS_TIMEOUT = timedelta(seconds=10)
-# A stream on which nothing moves either way for this long is cut (408 before the
-# response starts). Envoy's default, written out; a route's own idle timeout (an
-# agent's or provider's `timeout`) replaces it once the request is routed.
-STREAM_IDLE_TIMEOUT = timedelta(minutes=5)
-# How long a slow sender may take to upload a body, beyond the time the request may
-# legitimately wait inside the sidecar (see `max_request_time`).
-BODY_UPLOAD_ALLOWANCE = timedelta(minutes=5)
 
 # Client headers that could steer what Envoy does with a request: our routing
 # headers, and Envoy's own request controls (x-envoy-upstream-rq-timeout-ms,
@@ -149,13 +136,15 @@ def max_request_time(gateway: Gateway) -> timedelta:
     upstream or its response starts. The request waits inside the sidecar for the
     routing decision and, for a multi-agent sequence, for the earlier agents: that
     time is never cut; what remains bounds a client trickling its body."""
-    return ext_proc_message_timeout(gateway) + MAX_SEQUENCE_DURATION + BODY_UPLOAD_ALLOWANCE
+    upload = gateway.spec.client_timeouts.upload
+    return ext_proc_message_timeout(gateway) + MAX_SEQUENCE_DURATION + upload
 
 
 def _slow_client_timeouts(manager: hcm_pb2.HttpConnectionManager, gateway: Gateway) -> None:
     """A slow sender cannot hold a connection and its buffers for ever."""
-    manager.request_headers_timeout.CopyFrom(duration(REQUEST_HEADERS_TIMEOUT))
-    manager.stream_idle_timeout.CopyFrom(duration(STREAM_IDLE_TIMEOUT))
+    timeouts = gateway.spec.client_timeouts
+    manager.request_headers_timeout.CopyFrom(duration(timeouts.headers))
+    manager.stream_idle_timeout.CopyFrom(duration(timeouts.idle))
     manager.request_timeout.CopyFrom(duration(max_request_time(gateway)))
 
 
