@@ -29,6 +29,7 @@ import aiohttp
 from meshroute.api import contract
 from meshroute.control_plane.bootstrap import BootstrapSettings, XdsProtocol, render_bootstrap
 from meshroute.control_plane.config import Config
+from meshroute.control_plane.config.model import Gateway
 from meshroute.envoy_binary import envoy_binary
 from meshroute.lifecycle import on_signal, wait_for_stop_signal
 from meshroute.supervisor import Child, Supervisor, keep_running, say
@@ -336,7 +337,9 @@ def _banner(
             where = f"{base}{contract.CHAT_COMPLETIONS_PATH}"
         else:
             where = f"{base}/v1  (OpenAI and Anthropic clients; GET {contract.MODELS_PATH})"
-        lines.append(f"  gateway {gateway.name} ({gateway.spec.type}): {where}")
+        lines.append(
+            f"  gateway {gateway.name} ({gateway.spec.type}): {where}{_auth_note(gateway)}"
+        )
     lines += [
         f"  Envoy admin:   {admin}/",
         f"  metrics:       {admin}/stats/prometheus (Envoy)",
@@ -363,6 +366,17 @@ def _banner(
         )
     lines.append("Ctrl-C stops everything.")
     return lines
+
+
+def _auth_note(gateway: Gateway) -> str:
+    """What a caller of the Gateway must present, so a 401 surprises no one."""
+    auth = gateway.spec.auth
+    if auth is None:
+        return ""
+    if auth.jwt is not None:
+        return f"  [auth: JWT from {auth.jwt.issuer}]"
+    count = len(auth.api_keys or [])
+    return f"  [auth: API key, {count} client{'s' if count != 1 else ''}]"
 
 
 async def run_up(options: UpOptions, config: Config) -> int:

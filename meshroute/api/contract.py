@@ -17,6 +17,9 @@ ROUTE_REASON_HEADER: Final = "x-meshroute-route-reason"
 VARIANT_HEADER: Final = "x-meshroute-variant"  # which of an agent's variants served
 MODEL_HEADER: Final = "x-meshroute-model"  # model gateway: the model name that served
 PROVIDER_HEADER: Final = "x-meshroute-provider"  # model gateway: the LLMProvider
+# The authenticated caller (Gateway `auth`): the API key's client name, or the JWT's
+# `sub`. Sent upstream, never echoed; set by Envoy after the strip, so never forged.
+CLIENT_HEADER: Final = "x-meshroute-client"
 
 # The user agent the ext_proc server names in its xDS Node, so the control plane can
 # tell sidecars from Envoys (which say "envoy").

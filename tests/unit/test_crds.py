@@ -334,6 +334,10 @@ _DELETE = object()
         ("Gateway", "llm", _set("spec.maxRequestBytes", "16MB")),
         ("Gateway", "llm", _set("spec.router", {"provider": "openai", "model": "gpt-demo"})),
         ("Gateway", "llm", _set("spec.router", {"type": "orchestrator", "maxTurns": "many"})),
+        ("Gateway", "llm", _set("spec.auth", {"apiKeys": []})),
+        ("Gateway", "llm", _set("spec.auth", {"apiKeys": [{"client": "Team A", "fromEnv": "K"}]})),
+        ("Gateway", "llm", _set("spec.auth", {"jwt": {"issuer": "x", "jwksUri": "https://x/k"}})),
+        ("Gateway", "travel", _set("spec.auth", {"jwt": {"issuer": "x", "audiences": []}})),
         ("Agent", "weather", _set("spec.timeout", "2 seconds")),
         ("Agent", "weather", _set("spec.timeout", -1)),
         ("Agent", "weather", _set("spec.endpoints", ["ftp://weather"])),
@@ -366,6 +370,26 @@ def test_wrong_resources_are_refused_by_the_crd_and_by_the_models(
         ("Gateway", "travel", _set("spec.maxRequestBytes", 1048576)),
         ("Gateway", "travel", _set("spec.router", {"type": "embedded", "minScore": 0.3})),
         ("Gateway", "travel", _set("spec.defaults", None)),
+        (
+            "Gateway",
+            "llm",
+            _set("spec.auth", {"apiKeys": [{"client": "team-a", "fromEnv": "TEAM_A_KEY"}]}),
+        ),
+        (
+            "Gateway",
+            "travel",
+            _set(
+                "spec.auth",
+                {
+                    "jwt": {
+                        "issuer": "https://issuer.example",
+                        "audiences": ["meshroute"],
+                        "jwksUri": "https://issuer.example/.well-known/jwks.json",
+                        "jwksCacheDuration": "10m",
+                    }
+                },
+            ),
+        ),
         ("Agent", "weather", _set("spec.timeout", 45)),
         ("Agent", "weather", _set("spec.timeout", "1m30s")),
         ("Agent", "weather", _set("spec.connectTimeout", "250ms")),

@@ -48,7 +48,7 @@ def test_keys_come_from_the_environment_or_a_mounted_secret(
         ("azure", "azure-openai", "{fromEnv: OPENAI_KEY}"),
         ("mine", "openai", "{passthrough: true}"),
     )
-    keys = read_credentials(config, secrets)
+    keys = read_credentials(config, secrets).providers
     assert (keys["openai"].header, keys["openai"].value) == ("Authorization", "Bearer sk-from-env")
     assert (keys["claude"].header, keys["claude"].value) == ("x-api-key", "sk-ant-from-file")
     assert (keys["azure"].header, keys["azure"].value) == ("api-key", "sk-from-env")
@@ -108,4 +108,4 @@ def test_without_credentials_the_secrets_are_stand_ins(tmp_path: Path) -> None:
     resources = translate(config)  # no keys read at all: for showing the config
     [secret] = resources.secrets
     assert secret.generic_secret.secret.inline_string == "REDACTED"
-    assert redacted_credentials(config)["openai"].value == "REDACTED"
+    assert redacted_credentials(config).providers["openai"].value == "REDACTED"

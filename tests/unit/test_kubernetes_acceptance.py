@@ -178,7 +178,7 @@ def test_a_provider_without_its_key_is_refused_until_the_secret_appears() -> Non
         secrets=ApiSecrets("team-a", {"openai-key": secret}),
     )
     assert present.verdicts["LLMProvider/openai"].accepted
-    assert present.credentials["openai"].value == "Bearer sk-test"
+    assert present.credentials.providers["openai"].value == "Bearer sk-test"
 
 
 def test_an_envoy_refusal_blames_what_changed() -> None:

@@ -361,6 +361,7 @@ def test_every_listener_logs_json_to_stdout_without_secrets(tmp_path: Path) -> N
             "route_reason",
             "model",
             "provider",
+            "client",
             "input_tokens",
             "output_tokens",
             "response_model",

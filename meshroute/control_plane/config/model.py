@@ -8,12 +8,14 @@ so a minimal Agent is a description and one endpoint.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     Discriminator,
     Field,
@@ -229,13 +231,22 @@ class SecretKeyRef(Spec):
     key: NonEmptyText
 
 
-class AuthSpec(Spec):
-    """Where the provider's API key comes from: exactly one of the three."""
+EnvVarName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
-    from_env: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+
+class KeySource(Spec):
+    """Where a key is read from, by the control plane only (credentials.py): shared by
+    provider keys and Gateway client keys, so both are read, checked and hidden alike."""
+
+    from_env: EnvVarName | None = None
     """An environment variable of the control plane."""
     secret_ref: SecretKeyRef | None = None
     """A Kubernetes Secret's key, read from the control plane's secrets directory."""
+
+
+class AuthSpec(KeySource):
+    """Where the provider's API key comes from: exactly one of the three."""
+
     passthrough: bool = False
     """Forward the client's own key instead of injecting one."""
 
@@ -365,6 +376,95 @@ class ClientTimeoutsSpec(Spec):
     routing decision (and for the earlier agents of a sequence)."""
 
 
+class ClientKeySpec(KeySource):
+    """One client's API key for a Gateway: `fromEnv` or `secretRef`, exactly one."""
+
+    client: Name
+    """Who holds the key: named in access logs, and sent upstream in the
+    x-meshroute-client header (never the key itself)."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ClientKeySpec:
+        if (self.from_env is None) == (self.secret_ref is None):
+            raise ValueError("give exactly one of `fromEnv`, `secretRef`")
+        return self
+
+
+def _check_jwks_uri(value: str) -> str:
+    """An http(s) URL with a host: the URL Envoy fetches the keys from, kept as written
+    (its Host header and path are the issuer's business)."""
+    parse_base_url(value)
+    return value.strip()
+
+
+JwksUri = Annotated[str, AfterValidator(_check_jwks_uri)]
+
+
+class JwtSpec(Spec):
+    """Accept JSON Web Tokens signed by one issuer (Envoy's jwt_authn checks the
+    signature, `iss`, `aud`, `exp` and `nbf`). Clients send the token as
+    `Authorization: Bearer <token>` or `x-api-key: <token>`."""
+
+    issuer: NonEmptyText
+    """The `iss` claim tokens must carry, e.g. "https://issuer.example"."""
+    audiences: list[NonEmptyText] = Field(min_length=1)
+    """Tokens must name one of these in `aud`. Required: without it, a token the
+    issuer made for any other service would open this Gateway too."""
+    jwks: NonEmptyText | None = None
+    """The issuer's public keys, inline, as a JWKS document (`{"keys": [...]}`)."""
+    jwks_uri: JwksUri | None = None
+    """Where to fetch the JWKS from, e.g.
+    "https://issuer.example/.well-known/jwks.json" (https: checked against the
+    system CA bundle, with SNI)."""
+    jwks_cache_duration: PositiveDuration = timedelta(minutes=5)
+    """How long fetched keys are kept before Envoy fetches them again (`jwksUri`)."""
+
+    @field_validator("jwks")
+    @classmethod
+    def _a_key_set(cls, jwks: str | None) -> str | None:
+        if jwks is None:
+            return None
+        try:
+            document = json.loads(jwks)
+        except (ValueError, RecursionError):  # RecursionError: nested past json's limit
+            raise ValueError('`jwks` is a JSON document: {"keys": [...]}') from None
+        keys = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(keys, list) or not keys:
+            raise ValueError('`jwks` needs a non-empty `keys` list: {"keys": [...]}')
+        return jwks
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> JwtSpec:
+        if (self.jwks is None) == (self.jwks_uri is None):
+            raise ValueError("give exactly one of `jwks`, `jwksUri`")
+        return self
+
+    @property
+    def jwks_endpoint(self) -> Endpoint | None:
+        """Scheme, host and port of `jwksUri`: the cluster Envoy fetches it through."""
+        return None if self.jwks_uri is None else parse_base_url(self.jwks_uri)
+
+
+class GatewayAuthSpec(Spec):
+    """Who may call a Gateway: API keys, or JWTs; exactly one. Requests without a valid
+    credential get 401 before they reach the routing sidecar or any upstream."""
+
+    api_keys: list[ClientKeySpec] | None = Field(default=None, min_length=1)
+    """Accepted keys, one per client. Clients send theirs as
+    `Authorization: Bearer <key>` (OpenAI SDKs) or `x-api-key: <key>` (Anthropic
+    SDKs); the key is removed before the request goes upstream."""
+    jwt: JwtSpec | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> GatewayAuthSpec:
+        if (self.api_keys is None) == (self.jwt is None):
+            raise ValueError("give exactly one of `apiKeys`, `jwt`")
+        clients = [key.client for key in self.api_keys or []]
+        if len(set(clients)) != len(clients):
+            raise ValueError("client names in `apiKeys` must be unique")
+        return self
+
+
 class _GatewayCommon(Spec):
     port: int = Field(ge=1, le=65535)
     router: RouterSpec = Field(default_factory=EmbeddedRouterSpec)
@@ -375,6 +475,8 @@ class _GatewayCommon(Spec):
     tracing: TracingSpec | None = None
     """Overrides the control plane's OpenTelemetry environment for this Gateway."""
     client_timeouts: ClientTimeoutsSpec = Field(default_factory=ClientTimeoutsSpec)
+    auth: GatewayAuthSpec | None = None
+    """Who may call this Gateway (API keys or JWTs); absent: anyone who can reach it."""
 
 
 class AgentGatewaySpec(_GatewayCommon):

@@ -7,10 +7,11 @@ objects come from many teams, one at a time, so each is judged on its own:
   accepted, that one keeps serving ("still serving generation N"), so a bad edit to
   an Agent changes nothing anywhere.
 - A problem between objects (a Gateway naming an Agent that does not exist, two
-  Gateways on one port, a missing API key) is blamed on the objects the error names.
-  Objects that changed since they were last accepted are blamed first and fall back
-  to their accepted generation; so a new Gateway that takes a port already in use is
-  the one refused, not the Gateway that had it.
+  Gateways on one port, a missing API key of a provider or of a Gateway's client) is
+  blamed on the objects the error names. Objects that changed since they were last
+  accepted are blamed first and fall back to their accepted generation; so a new
+  Gateway that takes a port already in use is the one refused, not the Gateway that
+  had it.
 - What remains is checked again until nothing is wrong; every step drops or rolls
   back at least one object, so this ends.
 
@@ -28,7 +29,7 @@ from meshroute.control_plane.config.errors import ConfigError
 from meshroute.control_plane.config.loader import check_objects, parse_object
 from meshroute.control_plane.config.model import Config, Object
 from meshroute.control_plane.credentials import (
-    Credential,
+    Credentials,
     MissingCredentials,
     SecretStore,
     read_credentials,
@@ -74,7 +75,7 @@ class Verdict:
 @dataclass
 class Outcome:
     config: Config
-    credentials: Mapping[str, Credential]
+    credentials: Credentials
     served: dict[str, Served]
     """`Kind/name` -> the generation in `config` (the current one, or an older one)."""
     verdicts: dict[str, Verdict] = field(default_factory=dict)
@@ -122,16 +123,15 @@ def decide(
 
     while True:
         config, errors = check_objects([(served.obj, None) for served in pool.values()])
-        credentials: Mapping[str, Credential] = {}
+        credentials = Credentials()
         if not errors:
             try:
                 credentials = read_credentials(config, secrets)
             except MissingCredentials as missing:
-                for name, why in missing.by_provider.items():
-                    ref = f"LLMProvider/{name}"
+                for ref, why in missing.by_object.items():
                     problems.setdefault(ref, []).append(why)
                     reasons.setdefault(ref, MISSING_CREDENTIALS)
-                _set_aside(set(_refs(missing.by_provider)), pool, previously)
+                _set_aside(set(missing.by_object), pool, previously)
                 continue
             break
         blamed: dict[str, list[str]] = {}
@@ -200,10 +200,6 @@ def _set_aside(refs: set[str], pool: dict[str, Served], previously: Mapping[str,
             pool[ref] = before
         else:
             pool.pop(ref, None)
-
-
-def _refs(providers: Mapping[str, str]) -> list[str]:
-    return [f"LLMProvider/{name}" for name in providers]
 
 
 def _describe(error: ConfigError) -> str:

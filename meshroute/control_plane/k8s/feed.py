@@ -244,7 +244,8 @@ def _fingerprint(candidates: Mapping[str, Candidate], secrets: ApiSecrets) -> st
         {
             str(ref["name"])
             for candidate in candidates.values()
-            if isinstance(ref := _secret_ref(candidate.document), dict) and "name" in ref
+            for ref in _secret_refs(candidate.document)
+            if isinstance(ref, dict) and "name" in ref
         }
     )
     inputs = {
@@ -257,7 +258,13 @@ def _fingerprint(candidates: Mapping[str, Candidate], secrets: ApiSecrets) -> st
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _secret_ref(document: Mapping[str, Any]) -> object:
+def _secret_refs(document: Mapping[str, Any]) -> list[object]:
+    """The `secretRef`s an object names: an LLMProvider's `auth.secretRef`, a Gateway's
+    `auth.apiKeys[].secretRef` (unchecked documents: anything may be anything)."""
     spec = document.get("spec")
     auth = spec.get("auth") if isinstance(spec, dict) else None
-    return auth.get("secretRef") if isinstance(auth, dict) else None
+    if not isinstance(auth, dict):
+        return []
+    keys = auth.get("apiKeys")
+    entries = [auth, *(keys if isinstance(keys, list) else [])]
+    return [entry.get("secretRef") for entry in entries if isinstance(entry, dict)]

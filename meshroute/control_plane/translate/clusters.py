@@ -8,6 +8,7 @@ the route splits traffic between them by weight.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
 from envoy.config.core.v3 import (
@@ -187,6 +188,28 @@ def _circuit_breakers(policy: ResolvedPolicy) -> circuit_breaker_pb2.CircuitBrea
         )
         thresholds.retry_budget.min_retry_concurrency.value = spec.retry_budget.min_concurrency
     return circuit_breaker_pb2.CircuitBreakers(thresholds=[thresholds])
+
+
+def service_cluster(
+    name: str,
+    endpoint: Endpoint,
+    connect_timeout: timedelta,
+    ca_bundle: str,
+    alpn_protocols: Sequence[str] = (),
+) -> cluster_pb2.Cluster:
+    """A cluster for a service Envoy itself calls (an OpenTelemetry collector, a JWKS
+    endpoint): one address, found by DNS as a Service is, over TLS checked against
+    the system CA bundle (with SNI) when it is https. No policy of ours applies."""
+    cluster = cluster_pb2.Cluster(
+        name=name,
+        type=cluster_pb2.Cluster.STRICT_DNS,
+        dns_lookup_family=cluster_pb2.Cluster.V4_PREFERRED,
+        connect_timeout=duration(connect_timeout),
+        load_assignment=load_assignment(name, [endpoint]),
+    )
+    if endpoint.tls:
+        use_tls(cluster, TlsSpec(), endpoint.host, ca_bundle, alpn_protocols=alpn_protocols)
+    return cluster
 
 
 def load_assignment(

@@ -1,22 +1,25 @@
 """Gateway -> Listener: the port clients call, and the HTTP filter chain behind it.
 
 The chain is: strip client-sent x-meshroute-* and x-envoy-* headers (so nobody can
-steer routing, retries or timeouts), ext_proc (the routing decision), the usage
-filters (token counts from the response, for logs and spans), router. Routes come
-over RDS, so a route change never drains the listener. Every listener logs each
-request and, where tracing is on, traces it (`observability`).
+steer routing, retries or timeouts), the Gateway's authentication if it has `auth`
+(callers without a valid credential stop there; see the `auth` module), ext_proc
+(the routing decision), the usage filters (token counts from the response, for logs
+and spans), router. Routes come over RDS, so a route change never drains the
+listener. Every listener logs each request and, where tracing is on, traces it
+(`observability`).
 
 Gateways bound slow clients (`clientTimeouts`): headers must arrive in time, a
 stalled stream is cut, and the whole request must be received within
 `max_request_time`. None of them cuts a long response.
 
 The internal listener (for the sidecar's own calls) is built here too: the same
-shape without strip and ext_proc.
+shape without strip, authentication and ext_proc.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import timedelta
 
 from envoy.config.common.mutation_rules.v3 import mutation_rules_pb2
@@ -35,7 +38,9 @@ from google.protobuf import wrappers_pb2
 
 from meshroute.api import contract
 from meshroute.control_plane.config.model import AgentGatewaySpec, Gateway, OrchestratorRouterSpec
+from meshroute.control_plane.credentials import ClientKey
 from meshroute.control_plane.translate import names
+from meshroute.control_plane.translate.auth import auth_filter
 from meshroute.control_plane.translate.deployment import DeploymentSettings, TracingSettings
 from meshroute.control_plane.translate.local_reply import local_reply_config
 from meshroute.control_plane.translate.observability import (
@@ -65,11 +70,21 @@ STRIPPED_PREFIXES = (contract.HEADER_PREFIX, "x-envoy-")
 MODEL_GATEWAY_PATHS = [contract.CHAT_COMPLETIONS_PATH, contract.MESSAGES_PATH, contract.MODELS_PATH]
 
 
-def gateway_listener(gateway: Gateway, settings: DeploymentSettings) -> listener_pb2.Listener:
+def gateway_listener(
+    gateway: Gateway, settings: DeploymentSettings, client_keys: Sequence[ClientKey] = ()
+) -> listener_pb2.Listener:
+    """`client_keys`: the keys the Gateway's `auth.apiKeys` name, if it has them."""
     spec = gateway.spec
+    # Authentication follows the strip (so the client header it sets cannot be forged)
+    # and precedes everything else (so a refused request costs nothing more).
+    pinning = isinstance(spec, AgentGatewaySpec) and spec.allow_client_pinning
+    edge = [_strip_client_headers_filter(pinning)]
+    checked = auth_filter(gateway, client_keys)
+    if checked is not None:
+        edge.append(checked)
     if isinstance(spec, AgentGatewaySpec):
         filters = [
-            _strip_client_headers_filter(spec.allow_client_pinning),
+            *edge,
             _ext_proc_filter(gateway, failure_open=spec.failure_mode == "open", model=False),
             *usage_filters(),
             _router_filter(),
@@ -79,7 +94,7 @@ def gateway_listener(gateway: Gateway, settings: DeploymentSettings) -> listener
         # A request naming a model by its exposed name is routed by Envoy alone: the
         # body's `model` becomes metadata routes match, before ext_proc looks.
         filters = [
-            _strip_client_headers_filter(allow_pinning=False),
+            *edge,
             _model_name_filter(),
             _ext_proc_filter(gateway, failure_open=False, model=True),
             *usage_filters(),

@@ -76,6 +76,30 @@ ROUTING_UNAVAILABLE_MESSAGE = (
     "the routing sidecar could not be reached or did not answer in time; retry shortly"
 )
 
+# Gateway authentication (`auth`): what Envoy's api_key_auth and jwt_authn filters say
+# in a refusal's response code details, and what we say instead.
+MISSING_API_KEY_CODE = "missing_api_key"
+MISSING_API_KEY_MESSAGE = (
+    "missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
+)
+INVALID_API_KEY_CODE = "invalid_api_key"
+INVALID_API_KEY_MESSAGE = "invalid API key"
+MISSING_TOKEN_CODE = "missing_token"
+MISSING_TOKEN_MESSAGE = (
+    "missing token: send a JWT as 'Authorization: Bearer <token>' or 'x-api-key: <token>'"
+)
+INVALID_TOKEN_CODE = "invalid_token"
+_API_KEY_MISSING_DETAILS = ("missing_api_key",)
+# Envoy 1.40 spells it "unkonwn"; the right spelling too, for when that is fixed.
+_API_KEY_UNKNOWN_DETAILS = ("unkonwn_api_key", "unknown_api_key")
+_JWT_DETAILS_PREFIX = "jwt_authn_access_denied"
+_JWT_MISSING_DETAILS = (f"{_JWT_DETAILS_PREFIX}{{Jwt_is_missing}}",)
+# RFC 6750's challenge for a missing or wrong key (jwt_authn sends its own).
+_API_KEY_CHALLENGE = base_pb2.HeaderValueOption(
+    header=base_pb2.HeaderValue(key="www-authenticate", value='Bearer realm="meshroute"'),
+    append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+)
+
 
 def local_reply_config(served_paths: list[str], max_request_bytes: int) -> hcm_pb2.LocalReplyConfig:
     """JSON errors for every local reply of a listener serving exactly `served_paths`.
@@ -109,6 +133,7 @@ def local_reply_config(served_paths: list[str], max_request_bytes: int) -> hcm_p
             _error_body(404, code=ROUTE_NOT_FOUND_CODE),
         ),
         _mapper(_status_is(405), _error_body(405, code=METHOD_NOT_ALLOWED_CODE)),
+        *_authentication_mappers(),
         # The ext_proc stream failed (sidecar down, or too slow) and failureMode is
         # closed. Envoy's own text for this is empty; say what happened.
         _mapper(
@@ -125,6 +150,35 @@ def local_reply_config(served_paths: list[str], max_request_bytes: int) -> hcm_p
     ]
     mappers += [_mapper(_status_is(status), _error_body(status)) for status in ERROR_TYPES]
     return hcm_pb2.LocalReplyConfig(mappers=mappers, body_format=_error_body(None))
+
+
+def _authentication_mappers() -> list[hcm_pb2.ResponseMapper]:
+    """Refusals of the Gateway's `auth` filter, as 401 authentication_error with a code
+    a client can act on. jwt_authn answers a token for another audience with 403; that
+    is one more invalid token here, so 401 as well (and RFC 6750 agrees)."""
+    mappers = [
+        _mapper(
+            _details_in(_API_KEY_MISSING_DETAILS),
+            _error_body(401, code=MISSING_API_KEY_CODE, message=MISSING_API_KEY_MESSAGE),
+        ),
+        _mapper(
+            _details_in(_API_KEY_UNKNOWN_DETAILS),
+            _error_body(401, code=INVALID_API_KEY_CODE, message=INVALID_API_KEY_MESSAGE),
+        ),
+        _mapper(
+            _details_in(_JWT_MISSING_DETAILS),
+            _error_body(401, code=MISSING_TOKEN_CODE, message=MISSING_TOKEN_MESSAGE),
+        ),
+        _mapper(
+            _details_start_with(_JWT_DETAILS_PREFIX),
+            _error_body(401, code=INVALID_TOKEN_CODE, message=f"invalid token: {_ENVOY_BODY}"),
+        ),
+    ]
+    for mapper in mappers:
+        mapper.status_code.value = 401
+    for mapper in mappers[:2]:
+        mapper.headers_to_add.append(_API_KEY_CHALLENGE)
+    return mappers
 
 
 def _error_body(
@@ -171,12 +225,19 @@ def _flag_is(flag: str) -> accesslog_pb2.AccessLogFilter:
 
 
 def _details_start_with(prefix: str) -> accesslog_pb2.AccessLogFilter:
-    expression = cel_pb2.ExpressionFilter(
-        expression=f"response.code_details.startsWith('{prefix}')"
-    )
+    return _cel(f"response.code_details.startsWith('{prefix}')")
+
+
+def _details_in(values: tuple[str, ...]) -> accesslog_pb2.AccessLogFilter:
+    listed = ", ".join(f"'{value}'" for value in values)
+    return _cel(f"response.code_details in [{listed}]")
+
+
+def _cel(expression: str) -> accesslog_pb2.AccessLogFilter:
     return accesslog_pb2.AccessLogFilter(
         extension_filter=accesslog_pb2.ExtensionFilter(
-            name="envoy.access_loggers.extension_filters.cel", typed_config=pack(expression)
+            name="envoy.access_loggers.extension_filters.cel",
+            typed_config=pack(cel_pb2.ExpressionFilter(expression=expression)),
         )
     )
 

@@ -19,6 +19,9 @@ EXT_PROC_CLUSTER: Final = "meshroute_ext_proc"
 # HTTP filter names in each gateway's filter chain; per-route config refers to them.
 STRIP_FILTER: Final = "meshroute.strip_client_headers"
 MODEL_NAME_FILTER: Final = "meshroute.model_name"
+# Gateway authentication (Gateway `auth`), right after the strip filter.
+API_KEY_AUTH_FILTER: Final = "envoy.filters.http.api_key_auth"
+JWT_AUTHN_FILTER: Final = "envoy.filters.http.jwt_authn"
 EXT_PROC_FILTER: Final = "envoy.filters.http.ext_proc"
 # GenAI usage read from responses into metadata (after ext_proc, before the router).
 USAGE_JSON_FILTER: Final = "meshroute.usage_json"
@@ -46,6 +49,11 @@ def provider_cluster(provider: str) -> str:
 
 def provider_key_secret(provider: str) -> str:
     return f"provider_{provider}_key"
+
+
+def jwks_cluster(gateway: str) -> str:
+    """Where a Gateway's `auth.jwt.jwksUri` is fetched from."""
+    return f"gateway_{gateway}_jwks"
 
 
 def gateway_listener(gateway: str) -> str:

@@ -48,9 +48,8 @@ from xds.type.v3 import typed_struct_pb2
 
 from meshroute.api import contract
 from meshroute.control_plane.config.model import Endpoint, Gateway
-from meshroute.control_plane.config.policies import TlsSpec
 from meshroute.control_plane.translate import names
-from meshroute.control_plane.translate.clusters import HTTP_OPTIONS_KEY, load_assignment, use_tls
+from meshroute.control_plane.translate.clusters import HTTP_OPTIONS_KEY, service_cluster
 from meshroute.control_plane.translate.deployment import DeploymentSettings, TracingSettings
 from meshroute.control_plane.translate.protos import duration, pack
 
@@ -65,6 +64,7 @@ HEADER_TAGS: Final = {
     "meshroute.route_reason": contract.ROUTE_REASON_HEADER,
     "meshroute.model": contract.MODEL_HEADER,
     "meshroute.provider": contract.PROVIDER_HEADER,
+    "meshroute.client": contract.CLIENT_HEADER,  # who called (Gateway `auth`)
 }
 # Span tags from the usage metadata, named as OpenTelemetry's GenAI conventions name them.
 USAGE_TAGS: Final = {
@@ -129,13 +129,13 @@ def collector_cluster_name(endpoint: Endpoint) -> str:
 
 def _collector_cluster(endpoint: Endpoint, ca_bundle: str) -> cluster_pb2.Cluster:
     """OTLP over gRPC, so HTTP/2; found by DNS, as a collector Service is."""
-    name = collector_cluster_name(endpoint)
-    cluster = cluster_pb2.Cluster(
-        name=name,
-        type=cluster_pb2.Cluster.STRICT_DNS,
-        dns_lookup_family=cluster_pb2.Cluster.V4_PREFERRED,
-        connect_timeout=duration(COLLECTOR_CONNECT_TIMEOUT),
-        load_assignment=load_assignment(name, [endpoint]),
+    # gRPC servers insist on ALPN h2 over TLS.
+    cluster = service_cluster(
+        collector_cluster_name(endpoint),
+        endpoint,
+        COLLECTOR_CONNECT_TIMEOUT,
+        ca_bundle,
+        alpn_protocols=["h2"],
     )
     options = http_protocol_options_pb2.HttpProtocolOptions(
         explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
@@ -143,9 +143,6 @@ def _collector_cluster(endpoint: Endpoint, ca_bundle: str) -> cluster_pb2.Cluste
         )
     )
     cluster.typed_extension_protocol_options[HTTP_OPTIONS_KEY].CopyFrom(pack(options))
-    if endpoint.tls:
-        # gRPC servers insist on ALPN h2 over TLS.
-        use_tls(cluster, TlsSpec(), endpoint.host, ca_bundle, alpn_protocols=["h2"])
     return cluster
 
 
@@ -199,6 +196,8 @@ ACCESS_LOG_FIELDS: Final = {
     "route_reason": f"%REQ({contract.ROUTE_REASON_HEADER})%",
     "model": f"%REQ({contract.MODEL_HEADER})%",
     "provider": f"%REQ({contract.PROVIDER_HEADER})%",
+    # The authenticated caller's name (Gateway `auth`), never its credential.
+    "client": f"%REQ({contract.CLIENT_HEADER})%",
     **{
         key: f"%DYNAMIC_METADATA({contract.USAGE_METADATA_NAMESPACE}:{key})%"
         for key in (

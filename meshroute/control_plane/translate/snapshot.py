@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -12,7 +11,8 @@ from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 
 from meshroute.api.v1alpha1 import routing_table_pb2
 from meshroute.control_plane.config.model import AgentGatewaySpec, Config, Gateway
-from meshroute.control_plane.credentials import Credential, redacted_credentials
+from meshroute.control_plane.credentials import Credentials, redacted_credentials
+from meshroute.control_plane.translate.auth import jwks_clusters
 from meshroute.control_plane.translate.clusters import (
     agent_clusters,
     key_secret,
@@ -40,13 +40,14 @@ class Resources:
 def translate(
     config: Config,
     settings: DeploymentSettings | None = None,
-    credentials: Mapping[str, Credential] | None = None,
+    credentials: Credentials | None = None,
 ) -> Resources:
-    """`credentials`: the providers' keys (read_credentials); None puts stand-ins in
-    their place, for showing a config without its keys."""
+    """`credentials`: the providers' and Gateways' keys (read_credentials); None puts
+    stand-ins in their place, for showing a config without its keys."""
     settings = settings or DeploymentSettings()
     if credentials is None:
         credentials = redacted_credentials(config)
+    keys = credentials.providers
     gateways = sorted(config.gateways.values(), key=lambda gateway: gateway.name)
     agents = [config.agents[name] for name in sorted(config.agents)]
     providers = [config.providers[name] for name in sorted(config.providers)]
@@ -58,17 +59,21 @@ def translate(
         ]
         + [
             provider_cluster_resource(
-                provider, config, settings.system_ca_bundle, credentials.get(provider.name)
+                provider, config, settings.system_ca_bundle, keys.get(provider.name)
             )
             for provider in providers
         ]
-        + collector_clusters(gateways, settings),
-        listeners=[gateway_listener(gateway, settings) for gateway in gateways]
+        + collector_clusters(gateways, settings)
+        + jwks_clusters(gateways, settings.system_ca_bundle),
+        listeners=[
+            gateway_listener(gateway, settings, credentials.client_keys.get(gateway.name, ()))
+            for gateway in gateways
+        ]
         + [internal_listener(settings)],
         routes=[_gateway_routes(gateway, config) for gateway in gateways]
         + [internal_route_config(config)],
         routing_tables=[gateway_routing_table(gateway, config, settings) for gateway in gateways],
-        secrets=[key_secret(credentials[name]) for name in sorted(credentials)],
+        secrets=[key_secret(keys[name]) for name in sorted(keys)],
     )
 
 
