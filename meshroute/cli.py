@@ -127,9 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     ext_proc = commands.add_parser("ext-proc", help="the routing sidecar Envoy calls")
-    _add(ext_proc, "address", "0.0.0.0", "address the ext_proc server listens on")
+    _add(
+        ext_proc,
+        "address",
+        "127.0.0.1",
+        "address the ext_proc server listens on (0.0.0.0 in a pod, for the kubelet's probe)",
+    )
     _add(ext_proc, "port", 18001, "ext_proc port")
     _add(ext_proc, "xds-address", "127.0.0.1:18000", "the control plane, host:port")
+    _add_xds_client_tls_flags(ext_proc, "this process reads")
     _add(ext_proc, "node-id", None, "xDS node id (default ext-proc-<host>-<pid>)")
     _add(ext_proc, "metrics-address", "127.0.0.1", "address /metrics (Prometheus) listens on")
     _add(ext_proc, "metrics-port", 18081, "port for /metrics (0: none)")
@@ -141,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
         "cluster must list them all",
     )
     _add_log_level(ext_proc)
+
+    _add_bootstrap_command(commands)
 
     demo = commands.add_parser(
         "demo-agents", help="the quickstart's demo agents (OpenAI-compatible, offline)"
@@ -179,9 +187,20 @@ def _add_control_plane_command(commands: Any) -> None:
         "Agent/LLMProvider/Gateway objects in a Kubernetes namespace "
         "(env MESHROUTE_SOURCE; default files)",
     )
-    _add(control_plane, "address", "0.0.0.0", "address the xDS server listens on")
+    _add(
+        control_plane,
+        "address",
+        "127.0.0.1",
+        "address the xDS server and the health port listen on (0.0.0.0 in a pod)",
+    )
     _add(control_plane, "port", 18000, "xDS port")
-    _add(control_plane, "health-port", 18080, "HTTP port for /healthz and /readyz (0: none)")
+    _add(
+        control_plane,
+        "health-port",
+        18080,
+        "HTTP port for /healthz, /readyz, /metrics and /status (0: none)",
+    )
+    _add_xds_server_tls_flags(control_plane)
     _add_deployment_flags(control_plane)
     control_plane.add_argument(
         "--secrets-dir",
@@ -214,6 +233,84 @@ def _add_control_plane_command(commands: Any) -> None:
     _add_log_level(control_plane)
 
 
+def _add_xds_server_tls_flags(parser: argparse.ArgumentParser) -> None:
+    _add(
+        parser,
+        "xds-tls-cert",
+        None,
+        "serve xDS over TLS with this certificate (PEM chain); needs --xds-tls-key",
+    )
+    _add(parser, "xds-tls-key", None, "the private key of --xds-tls-cert (PEM, unencrypted)")
+    _add(
+        parser,
+        "xds-client-ca",
+        None,
+        "require xDS clients to present a certificate signed by this CA (PEM): mutual TLS; "
+        "needs --xds-tls-cert",
+    )
+
+
+def _add_xds_client_tls_flags(parser: argparse.ArgumentParser, whose: str) -> None:
+    """The xDS client's TLS flags, for the sidecar and for Envoy's bootstrap; `whose`:
+    who reads the files (for the help text)."""
+    _add(
+        parser,
+        "xds-server-ca",
+        None,
+        f"reach the control plane over TLS, trusting this CA (PEM) for its certificate; "
+        f"a path {whose}",
+    )
+    _add(
+        parser,
+        "xds-client-cert",
+        None,
+        "the certificate (PEM chain) to present to a control plane that requires one; "
+        "needs --xds-client-key and --xds-server-ca",
+    )
+    _add(parser, "xds-client-key", None, "the private key of --xds-client-cert (PEM)")
+    _add(
+        parser,
+        "xds-server-name",
+        None,
+        "the name the control plane's certificate must carry, also sent as TLS SNI "
+        "(default: the host of --xds-address)",
+    )
+
+
+def _add_bootstrap_command(commands: Any) -> None:
+    bootstrap = commands.add_parser(
+        "bootstrap",
+        help="print Envoy's bootstrap (envoy/bootstrap.yaml filled in), e.g. for a "
+        "Kubernetes ConfigMap",
+        description="Prints the bootstrap an Envoy beside an ext-proc sidecar starts from: "
+        "its admin, readiness listener, the control plane (optionally over mutual TLS) "
+        "and the ext_proc cluster. Files named by the TLS flags are Envoy's to read, "
+        "where Envoy runs; they are not opened here.",
+    )
+    _add(bootstrap, "node-id", "meshroute-envoy", "xDS node id (Envoy's --service-node wins)")
+    _add(bootstrap, "node-cluster", "meshroute", "xDS node cluster")
+    _add(bootstrap, "admin-address", "127.0.0.1", "address Envoy's admin listens on")
+    _add(bootstrap, "admin-port", 9901, "Envoy's admin port")
+    _add(bootstrap, "xds-address", "127.0.0.1:18000", "the control plane, host:port")
+    bootstrap.add_argument(
+        "--xds-protocol",
+        choices=["sotw", "delta"],
+        default=_env("xds-protocol", "sotw"),
+        help="State of the World or Incremental ADS (env MESHROUTE_XDS_PROTOCOL; default sotw)",
+    )
+    _add(bootstrap, "ext-proc-address", "127.0.0.1", "where the ext-proc sidecar listens")
+    _add(bootstrap, "ext-proc-port", 18001, "the ext-proc sidecar's port")
+    _add(bootstrap, "ext-proc-workers", 1, "sidecar processes, on the port and the ones after it")
+    _add(
+        bootstrap,
+        "health-address",
+        "127.0.0.1",
+        "address of the GET /ready listener for probes (0.0.0.0 in a pod)",
+    )
+    _add(bootstrap, "health-port", 15021, "port of the GET /ready listener")
+    _add_xds_client_tls_flags(bootstrap, "Envoy reads")
+
+
 def _add_status_command(commands: Any) -> None:
     status = commands.add_parser(
         "status",
@@ -240,6 +337,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     handler = _COMMANDS[args.command]
     try:
         code = handler(args)
+    except _BadFlags as error:
+        print(f"error: {error}", file=sys.stderr)
+        code = 2
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)
@@ -291,6 +391,73 @@ def _add_deployment_flags(parser: argparse.ArgumentParser) -> None:
         help="CA bundle Envoy checks https upstreams against unless they name their own "
         "(env MESHROUTE_CA_BUNDLE; default: this system's)",
     )
+
+
+class _BadFlags(Exception):
+    """Flags that cannot work together or files that cannot serve: one line for stderr."""
+
+
+def _xds_server_tls(args: argparse.Namespace, check_files: bool = True) -> Any:
+    """The control plane's xDS TLS from its flags (None: plaintext); _BadFlags says why
+    not, with the files checked so a bad mount fails at once."""
+    from meshroute.xds_tls import TlsFileError, XdsServerTls, check_server_tls
+
+    if args.xds_tls_cert is None and args.xds_tls_key is None:
+        if args.xds_client_ca is not None:
+            raise _BadFlags("--xds-client-ca needs --xds-tls-cert and --xds-tls-key")
+        return None
+    if args.xds_tls_cert is None or args.xds_tls_key is None:
+        raise _BadFlags("--xds-tls-cert and --xds-tls-key go together: give both")
+    tls = XdsServerTls(args.xds_tls_cert, args.xds_tls_key, args.xds_client_ca)
+    if check_files:
+        try:
+            check_server_tls(tls)
+        except TlsFileError as error:
+            raise _BadFlags(str(error)) from None
+    return tls
+
+
+def _xds_client_tls(args: argparse.Namespace, check_files: bool) -> Any:
+    """An xDS client's TLS from its flags (None: plaintext); _BadFlags says why not.
+    `check_files`: read them now (the sidecar), or leave them to Envoy (bootstrap)."""
+    from meshroute.xds_tls import TlsFileError, XdsClientTls, check_client_tls
+
+    if args.xds_server_ca is None:
+        given = [
+            flag
+            for flag, value in (
+                ("--xds-client-cert", args.xds_client_cert),
+                ("--xds-client-key", args.xds_client_key),
+                ("--xds-server-name", args.xds_server_name),
+            )
+            if value is not None
+        ]
+        if given:
+            raise _BadFlags(
+                f"{', '.join(given)} needs --xds-server-ca (the CA the control plane's "
+                "certificate is checked against)"
+            )
+        return None
+    try:
+        tls = XdsClientTls(
+            server_ca_file=args.xds_server_ca,
+            cert_file=args.xds_client_cert,
+            key_file=args.xds_client_key,
+            server_name=args.xds_server_name,
+        )
+        if check_files:
+            check_client_tls(tls)
+    except TlsFileError as error:
+        raise _BadFlags(str(error)) from None
+    return tls
+
+
+def _host_port(value: str, flag: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` -> (host, port)."""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise _BadFlags(f"{flag} wants HOST:PORT, not {value!r}")
+    return host.strip("[]"), int(port)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -376,25 +543,27 @@ def _cmd_control_plane(args: argparse.Namespace) -> int:
     from meshroute.lifecycle import configure_logging
 
     configure_logging(args.log_level, args.log_format)
+    tls = _xds_server_tls(args)
     settings = dataclasses.replace(_deployment(args), secrets_dir=args.secrets_dir)
     health = (args.address, args.health_port) if args.health_port else None
     if args.source == "kubernetes":
         if args.paths:
             print("error: the kubernetes source reads no files; drop the PATHs", file=sys.stderr)
             return 2
-        return _serve_kubernetes(args, settings, health)
+        return _serve_kubernetes(args, settings, health, tls)
     if not args.paths:
         print("error: name the config files or directories to serve", file=sys.stderr)
         return 2
+    feed = FileFeed(args.paths, settings, not args.no_watch)
     try:
-        serve(FileFeed(args.paths, settings, not args.no_watch), args.address, args.port, health)
+        serve(feed, args.address, args.port, health, tls)
     except ConfigRejected as rejected:
         print(f"error: config cannot be served: {rejected}", file=sys.stderr)
         return 1
     return 0
 
 
-def _serve_kubernetes(args: argparse.Namespace, settings: Any, health: Any) -> int:
+def _serve_kubernetes(args: argparse.Namespace, settings: Any, health: Any, tls: Any) -> int:
     from meshroute.control_plane.k8s.api import ClusterAccess, KubeApiError, connect
     from meshroute.control_plane.k8s.feed import KubernetesFeed
     from meshroute.control_plane.service import run_control_plane
@@ -407,7 +576,7 @@ def _serve_kubernetes(args: argparse.Namespace, settings: Any, health: Any) -> i
             return 1
         async with api:
             feed = KubernetesFeed(api, args.namespace or namespace, settings)
-            await run_control_plane(feed, args.address, args.port, health)
+            await run_control_plane(feed, args.address, args.port, health, tls)
         return 0
 
     return asyncio.run(run())
@@ -419,6 +588,7 @@ def _cmd_ext_proc(args: argparse.Namespace) -> int:
     from meshroute.lifecycle import configure_logging
 
     configure_logging(args.log_level, args.log_format)
+    tls = _xds_client_tls(args, check_files=True)
     metrics = (args.metrics_address, args.metrics_port) if args.metrics_port else None
     node_id = args.node_id or default_node_id()
     workers = args.workers or default_workers()
@@ -427,6 +597,7 @@ def _cmd_ext_proc(args: argparse.Namespace) -> int:
         return 2
     if workers > 1:
         flags = [f"--log-level={args.log_level}", f"--log-format={args.log_format}"]
+        flags += _xds_client_tls_argv(args)
         return asyncio.run(
             run_workers(
                 workers,
@@ -438,7 +609,44 @@ def _cmd_ext_proc(args: argparse.Namespace) -> int:
                 worker_flags=flags,
             )
         )
-    serve(args.address, args.port, args.xds_address, node_id, metrics)
+    serve(args.address, args.port, args.xds_address, node_id, metrics, xds_tls=tls)
+    return 0
+
+
+def _xds_client_tls_argv(args: argparse.Namespace) -> list[str]:
+    """The xDS TLS flags as given, for the worker processes."""
+    return [
+        f"--{flag}={value}"
+        for flag, value in (
+            ("xds-server-ca", args.xds_server_ca),
+            ("xds-client-cert", args.xds_client_cert),
+            ("xds-client-key", args.xds_client_key),
+            ("xds-server-name", args.xds_server_name),
+        )
+        if value is not None
+    ]
+
+
+def _cmd_bootstrap(args: argparse.Namespace) -> int:
+    from meshroute.control_plane.bootstrap import BootstrapSettings, render_bootstrap
+
+    xds_host, xds_port = _host_port(args.xds_address, "--xds-address")
+    settings = BootstrapSettings(
+        node_id=args.node_id,
+        node_cluster=args.node_cluster,
+        admin_address=args.admin_address,
+        admin_port=args.admin_port,
+        xds_address=xds_host,
+        xds_port=xds_port,
+        ext_proc_address=args.ext_proc_address,
+        ext_proc_port=args.ext_proc_port,
+        ext_proc_workers=args.ext_proc_workers,
+        xds_protocol=args.xds_protocol,
+        health_address=args.health_address,
+        health_port=args.health_port,
+        xds_tls=_xds_client_tls(args, check_files=False),
+    )
+    sys.stdout.write(render_bootstrap(settings))
     return 0
 
 
@@ -495,6 +703,7 @@ _COMMANDS = {
     "status": _cmd_status,
     "control-plane": _cmd_control_plane,
     "ext-proc": _cmd_ext_proc,
+    "bootstrap": _cmd_bootstrap,
     "demo-agents": _cmd_demo_agents,
     "demo-models": _cmd_demo_models,
 }

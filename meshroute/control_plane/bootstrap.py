@@ -15,6 +15,7 @@ from typing import Any, Final, Literal
 import yaml
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import base_pb2
 from envoy.extensions.filters.http.credential_injector.v3 import credential_injector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
@@ -25,13 +26,17 @@ from envoy.extensions.http.injected_credentials.generic.v3 import generic_pb2
 from envoy.extensions.resource_monitors.downstream_connections.v3 import (  # noqa: F401
     downstream_connections_pb2,
 )
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import json_format
 
+from meshroute.control_plane.translate.clusters import set_transport_tls, upstream_tls_context
 from meshroute.control_plane.translate.names import EXT_PROC_CLUSTER
 from meshroute.control_plane.translate.snapshot import Resources
 from meshroute.data_files import bootstrap_template
 from meshroute.envoy_binary import EnvoyNotFound, EnvoyRejected, validate_config
+from meshroute.xds_tls import XdsClientTls, is_ip_address
 
 log = logging.getLogger("meshroute.control_plane")
 
@@ -39,6 +44,9 @@ XdsProtocol = Literal["sotw", "delta"]
 
 API_TYPES: Final[dict[XdsProtocol, str]] = {"sotw": "GRPC", "delta": "DELTA_GRPC"}
 """The bootstrap's `ads_config.api_type` for each ADS flavour the control plane serves."""
+
+XDS_CLUSTER: Final = "meshroute_xds"
+"""The bootstrap's static cluster for the control plane (named in the template)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,9 @@ class BootstrapSettings:
     health_address: str = "127.0.0.1"
     """Where Envoy answers GET /ready for probes (0.0.0.0 in a pod)."""
     health_port: int = 15021
+    xds_tls: XdsClientTls | None = None
+    """Reach the control plane over TLS (mutual, with a client certificate); None:
+    plaintext. Its paths are read by Envoy, not here."""
 
 
 def render_bootstrap(settings: BootstrapSettings) -> str:
@@ -80,23 +91,66 @@ def render_bootstrap(settings: BootstrapSettings) -> str:
         HEALTH_ADDRESS=settings.health_address,
         HEALTH_PORT=settings.health_port,
     )
+    bootstrap = parse_bootstrap(text)  # fail here, with a clear error, rather than in Envoy
+    if settings.ext_proc_workers <= 1 and settings.xds_tls is None:
+        return text  # the template as it is, comments and all
     if settings.ext_proc_workers > 1:
-        text = _with_workers(text, settings)
-    parse_bootstrap(text)  # fail here, with a clear error, rather than in Envoy
-    return text
+        _add_workers(bootstrap, settings)
+    if settings.xds_tls is not None:
+        _use_xds_tls(bootstrap, settings.xds_tls, settings.xds_address)
+    return "# Generated from envoy/bootstrap.yaml.\n" + to_yaml(message_to_dict(bootstrap))
 
 
-def _with_workers(text: str, settings: BootstrapSettings) -> str:
+def _static_cluster(bootstrap: bootstrap_pb2.Bootstrap, name: str) -> cluster_pb2.Cluster:
+    [cluster] = [c for c in bootstrap.static_resources.clusters if c.name == name]
+    return cluster
+
+
+def _add_workers(bootstrap: bootstrap_pb2.Bootstrap, settings: BootstrapSettings) -> None:
     """Every worker an endpoint of the ext_proc cluster (the template names one)."""
-    bootstrap = parse_bootstrap(text)
-    [cluster] = [c for c in bootstrap.static_resources.clusters if c.name == EXT_PROC_CLUSTER]
-    [locality] = cluster.load_assignment.endpoints
+    [locality] = _static_cluster(bootstrap, EXT_PROC_CLUSTER).load_assignment.endpoints
     [first] = locality.lb_endpoints
     for index in range(1, settings.ext_proc_workers):
         worker = locality.lb_endpoints.add()
         worker.CopyFrom(first)
         worker.endpoint.address.socket_address.port_value = settings.ext_proc_port + index
-    return "# Generated from envoy/bootstrap.yaml.\n" + to_yaml(message_to_dict(bootstrap))
+
+
+def _use_xds_tls(bootstrap: bootstrap_pb2.Bootstrap, tls: XdsClientTls, xds_host: str) -> None:
+    """TLS on the xDS cluster: the control plane's certificate checked against the CA
+    and the expected name, and Envoy's own certificate presented when it has one."""
+    set_transport_tls(_static_cluster(bootstrap, XDS_CLUSTER), xds_tls_context(tls, xds_host))
+
+
+def xds_tls_context(tls: XdsClientTls, xds_host: str) -> tls_pb2.UpstreamTlsContext:
+    """Envoy's side of the xDS TLS handshake.
+
+    The expected name is matched as a DNS SAN, or an IP SAN for an address literal
+    (which TLS may not send as SNI). ALPN h2: gRPC servers refuse TLS without it.
+    """
+    name = tls.expected_name(xds_host).strip("[]")
+    ip = is_ip_address(name)
+    san = common_pb2.SubjectAltNameMatcher(
+        san_type=(
+            common_pb2.SubjectAltNameMatcher.IP_ADDRESS
+            if ip
+            else common_pb2.SubjectAltNameMatcher.DNS
+        ),
+        matcher=string_pb2.StringMatcher(exact=name),
+    )
+    certificate = None
+    if tls.cert_file is not None and tls.key_file is not None:
+        certificate = common_pb2.TlsCertificate(
+            certificate_chain=base_pb2.DataSource(filename=tls.cert_file),
+            private_key=base_pb2.DataSource(filename=tls.key_file),
+        )
+    return upstream_tls_context(
+        sni="" if ip else name,
+        san=san,
+        trusted_ca=base_pb2.DataSource(filename=tls.server_ca_file),
+        alpn_protocols=["h2"],
+        certificate=certificate,
+    )
 
 
 def parse_bootstrap(text: str) -> bootstrap_pb2.Bootstrap:

@@ -28,6 +28,7 @@ from meshroute.control_plane.xds import type_urls
 from meshroute.control_plane.xds.server import AggregatedDiscoveryService, start_xds_server
 from meshroute.control_plane.xds.snapshot import Snapshot, SnapshotCache
 from meshroute.lifecycle import on_signal, wait_for_stop_signal
+from meshroute.xds_tls import XdsServerTls
 
 log = logging.getLogger("meshroute.control_plane")
 
@@ -150,8 +151,10 @@ async def run_control_plane(
     address: str,
     port: int,
     health: tuple[str, int] | None = None,
+    tls: XdsServerTls | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT. `health`: where /healthz and /readyz answer."""
+    """Serve until SIGTERM/SIGINT. `health`: where /healthz and /readyz answer;
+    `tls`: serve ADS over TLS (mutual, with a client CA) rather than plaintext."""
     cache = SnapshotCache()
     metrics = ControlPlaneMetrics()
     service = AggregatedDiscoveryService(cache, metrics)
@@ -173,9 +176,15 @@ async def run_control_plane(
             return
         if stopped.done():
             return
-        server, _, bound = await start_xds_server(cache, address, port, service)
+        server, _, bound = await start_xds_server(cache, address, port, service, tls)
         version = cache.served_version
-        log.info("serving config version %s over ADS on %s:%d", version, address, bound)
+        log.info(
+            "serving config version %s over ADS on %s:%d (%s)",
+            version,
+            address,
+            bound,
+            _transport(tls),
+        )
         await asyncio.wait({following, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if following.done():
             following.result()
@@ -191,5 +200,21 @@ async def run_control_plane(
             await health_runner.cleanup()
 
 
-def serve(feed: ConfigFeed, address: str, port: int, health: tuple[str, int] | None) -> None:
-    asyncio.run(run_control_plane(feed, address, port, health))
+def _transport(tls: XdsServerTls | None) -> str:
+    """How clients must connect, for the startup line: an operator checking why a
+    client cannot connect reads it first."""
+    if tls is None:
+        return "plaintext"
+    if tls.requires_client_certificates:
+        return f"mutual TLS: clients need a certificate signed by {tls.client_ca_file}"
+    return "TLS; clients are not asked for certificates"
+
+
+def serve(
+    feed: ConfigFeed,
+    address: str,
+    port: int,
+    health: tuple[str, int] | None,
+    tls: XdsServerTls | None = None,
+) -> None:
+    asyncio.run(run_control_plane(feed, address, port, health, tls))

@@ -23,6 +23,7 @@ from meshroute.ext_proc.server import ExternalProcessor, RoutingTables
 from meshroute.ext_proc.table_client import TableClient
 from meshroute.ext_proc.telemetry import configure_tracing
 from meshroute.lifecycle import wait_for_stop_signal
+from meshroute.xds_tls import XdsClientTls
 
 log = logging.getLogger("meshroute.ext_proc")
 
@@ -45,9 +46,12 @@ async def run_ext_proc(
     xds_target: str,
     node_id: str,
     metrics_endpoint: tuple[str, int] | None = None,
+    *,
+    xds_tls: XdsClientTls | None = None,
 ) -> None:
     """Serve ext_proc (and Envoy's access logs) on address:port until SIGTERM/SIGINT;
-    Prometheus metrics on `metrics_endpoint` (host, port) when given."""
+    Prometheus metrics on `metrics_endpoint` (host, port) when given; routing tables
+    from the control plane over TLS with `xds_tls`."""
     tracer_provider = configure_tracing()
     tables = RoutingTables()
     metrics = SidecarMetrics()
@@ -68,7 +72,13 @@ async def run_ext_proc(
     # not send requests we could only refuse.
     await health_service.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.start()
-    log.info("ext_proc listening on %s:%d; routing tables from %s", address, bound, xds_target)
+    log.info(
+        "ext_proc listening on %s:%d; routing tables from %s (%s)",
+        address,
+        bound,
+        xds_target,
+        "TLS" if xds_tls is not None else "plaintext",
+    )
 
     async def ready() -> None:
         await health_service.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -80,7 +90,8 @@ async def run_ext_proc(
     def build(table: RoutingTable) -> AnyRouting:
         return build_routing(table, session, metrics)
 
-    client = asyncio.create_task(TableClient(xds_target, node_id, tables, build, ready).run())
+    table_client = TableClient(xds_target, node_id, tables, build, ready, tls=xds_tls)
+    client = asyncio.create_task(table_client.run())
     metrics_runner = await _serve_metrics(metrics, *metrics_endpoint) if metrics_endpoint else None
     try:
         await wait_for_stop_signal()
@@ -115,5 +126,7 @@ def serve(
     xds_target: str,
     node_id: str,
     metrics_endpoint: tuple[str, int] | None = None,
+    *,
+    xds_tls: XdsClientTls | None = None,
 ) -> None:
-    asyncio.run(run_ext_proc(address, port, xds_target, node_id, metrics_endpoint))
+    asyncio.run(run_ext_proc(address, port, xds_target, node_id, metrics_endpoint, xds_tls=xds_tls))

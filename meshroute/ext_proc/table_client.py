@@ -21,6 +21,7 @@ from meshroute.api import contract
 from meshroute.api.v1alpha1 import routing_table_pb2 as rt
 from meshroute.ext_proc.gateways import AnyRouting
 from meshroute.ext_proc.server import RoutingTables
+from meshroute.xds_tls import XdsClientTls, channel_credentials, channel_options
 
 log = logging.getLogger("meshroute.ext_proc.xds")
 
@@ -52,9 +53,14 @@ class TableClient:
         tables: RoutingTables,
         factory: RoutingFactory,
         on_first_tables: Callable[[], Awaitable[None]] | None = None,
+        *,
+        tls: XdsClientTls | None = None,
     ) -> None:
+        """`tls`: reach the control plane over TLS (its files are read here, once)."""
         self._factory = factory
         self._target = target
+        self._credentials = channel_credentials(tls) if tls is not None else None
+        self._channel_options = channel_options(tls) if tls is not None else []
         self._node = base_pb2.Node(
             id=node_id, cluster="meshroute-ext-proc", user_agent_name=contract.EXT_PROC_USER_AGENT
         )
@@ -65,23 +71,37 @@ class TableClient:
     async def run(self) -> None:
         """Stay subscribed forever (until cancelled)."""
         backoff = INITIAL_BACKOFF
+        last_problem: str | None = None
         while True:
             try:
-                async with grpc.aio.insecure_channel(self._target) as channel:
+                async with self._channel() as channel:
                     await self._subscribe(ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel))
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as error:
-                log.warning(
+                problem = f"{error.code().name}: {error.details()}"
+                # Said once as a warning; the same failure again (every few seconds
+                # while it lasts) only at debug level.
+                log.log(
+                    logging.DEBUG if problem == last_problem else logging.WARNING,
                     "control plane at %s unavailable (%s); serving routing tables version %s",
                     self._target,
-                    error.code().name,
+                    problem,
                     self._tables.version or "none",
                 )
+                last_problem = problem
             else:
                 backoff = INITIAL_BACKOFF
+                last_problem = None
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _channel(self) -> grpc.aio.Channel:
+        if self._credentials is None:
+            return grpc.aio.insecure_channel(self._target)
+        return grpc.aio.secure_channel(
+            self._target, self._credentials, options=self._channel_options
+        )
 
     async def _subscribe(self, stub: ads_pb2_grpc.AggregatedDiscoveryServiceStub) -> None:
         call = stub.StreamAggregatedResources()

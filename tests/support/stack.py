@@ -35,6 +35,7 @@ from meshroute.control_plane.xds.server import (
 from meshroute.control_plane.xds.snapshot import SnapshotCache
 from meshroute.control_plane.xds.sotw import TypeState
 from meshroute.envoy_binary import envoy_binary
+from meshroute.xds_tls import XdsClientTls
 from tests.support.processes import ManagedProcess, free_port, meshroute_argv, port_open
 
 T = TypeVar("T")
@@ -191,6 +192,85 @@ def envoy_live(admin_port: int) -> bool:
     return reply.status_code == 200 and reply.text.strip() == "LIVE"
 
 
+def start_envoy(path: Path, settings: BootstrapSettings) -> ManagedProcess:
+    """Envoy from the bootstrap these settings render (written to `path`)."""
+    path.write_text(render_bootstrap(settings))
+    return ManagedProcess(
+        "envoy",
+        [
+            envoy_binary(),
+            "-c",
+            str(path),
+            "-l",
+            "warning",
+            "--concurrency",
+            "1",
+            "--disable-hot-restart",
+            "--use-dynamic-base-id",
+        ],
+    )
+
+
+def xds_client_tls_flags(tls: XdsClientTls | None) -> list[str]:
+    """`meshroute ext-proc`'s flags for these xDS TLS settings."""
+    if tls is None:
+        return []
+    flags = ["--xds-server-ca", tls.server_ca_file]
+    if tls.cert_file is not None and tls.key_file is not None:
+        flags += ["--xds-client-cert", tls.cert_file, "--xds-client-key", tls.key_file]
+    if tls.server_name is not None:
+        flags += ["--xds-server-name", tls.server_name]
+    return flags
+
+
+class ControlPlaneProcess:
+    """`meshroute control-plane PATH` as an operator runs it, on free loopback ports
+    (it binds loopback by default), with `extra_args` (e.g. the TLS flags)."""
+
+    def __init__(
+        self,
+        config_dir: Path,
+        internal_port: int,
+        extra_args: list[str],
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """Returns once it serves its first config."""
+        self.port = free_port()
+        self.health_port = free_port()
+        self.process = ManagedProcess(
+            "control-plane",
+            meshroute_argv(
+                "control-plane",
+                str(config_dir),
+                "--port",
+                str(self.port),
+                "--health-port",
+                str(self.health_port),
+                "--gateway-address",
+                "127.0.0.1",
+                "--internal-port",
+                str(internal_port),
+                *extra_args,
+            ),
+            env=env,
+        )
+        try:
+            self.process.wait_for_line(r"serving config version \S+ over ADS")
+        except BaseException:
+            self.process.stop()
+            raise
+
+    def clients(self) -> list[dict[str, Any]]:
+        """Who is connected, from its `GET /status`."""
+        reply = httpx.get(f"http://127.0.0.1:{self.health_port}/status", timeout=10)
+        reply.raise_for_status()
+        clients: list[dict[str, Any]] = reply.json()["clients"]
+        return clients
+
+    def stop(self) -> int:
+        return self.process.stop()
+
+
 class DataPlane:
     """`meshroute ext-proc` and Envoy, as processes, the way a pod runs them beside an
     application: both fed by the control plane at `xds_port`, every listener on loopback."""
@@ -201,40 +281,28 @@ class DataPlane:
         workdir: Path,
         wait_for_ports: list[int],
         xds_protocol: XdsProtocol = "sotw",
+        xds_tls: XdsClientTls | None = None,
     ) -> None:
-        """Returns once Envoy is LIVE and has opened `wait_for_ports`."""
+        """Returns once Envoy is LIVE and has opened `wait_for_ports`. `xds_tls`: both
+        reach the control plane over TLS with these files."""
         self.xds_port = xds_port
+        self.xds_tls = xds_tls
         self.ext_proc_port = free_port()
         self.metrics_port = free_port()
         self.admin_port = free_port()
         self.ext_proc: ManagedProcess | None = None
         self.start_ext_proc()
-        bootstrap = workdir / "envoy.yaml"
-        bootstrap.write_text(
-            render_bootstrap(
-                BootstrapSettings(
-                    node_id="test-envoy",
-                    admin_port=self.admin_port,
-                    xds_port=xds_port,
-                    ext_proc_port=self.ext_proc_port,
-                    xds_protocol=xds_protocol,
-                    health_port=free_port(),
-                )
-            )
-        )
-        self.envoy = ManagedProcess(
-            "envoy",
-            [
-                envoy_binary(),
-                "-c",
-                str(bootstrap),
-                "-l",
-                "warning",
-                "--concurrency",
-                "1",
-                "--disable-hot-restart",
-                "--use-dynamic-base-id",
-            ],
+        self.envoy = start_envoy(
+            workdir / "envoy.yaml",
+            BootstrapSettings(
+                node_id="test-envoy",
+                admin_port=self.admin_port,
+                xds_port=xds_port,
+                ext_proc_port=self.ext_proc_port,
+                xds_protocol=xds_protocol,
+                health_port=free_port(),
+                xds_tls=xds_tls,
+            ),
         )
         try:
             self.envoy.wait_until(lambda: envoy_live(self.admin_port), "Envoy is LIVE")
@@ -259,6 +327,7 @@ class DataPlane:
                 "test-ext-proc",
                 "--metrics-port",
                 str(self.metrics_port),
+                *xds_client_tls_flags(self.xds_tls),
             ),
         )
         self.ext_proc.wait_until(lambda: grpc_serving(self.ext_proc_port), "ext_proc is SERVING")

@@ -10,6 +10,7 @@ and that Envoy accepts, and ports, addresses and names that agree across files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -24,11 +25,20 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import trustme
 import yaml
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
-from meshroute.control_plane.bootstrap import parse_bootstrap
+from meshroute.control_plane.bootstrap import (
+    XDS_CLUSTER,
+    BootstrapSettings,
+    parse_bootstrap,
+    render_bootstrap,
+)
 from meshroute.control_plane.config import load_config
 from meshroute.envoy_binary import validate_config
+from meshroute.xds_tls import XdsClientTls
+from tests.support.certs import write_cert
 from tests.support.crd_schema import schema_errors
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,6 +77,30 @@ BOOTSTRAP_VALUES: dict[str, object] = {
     "HEALTH_PORT": HEALTH_PORT,
 }
 """What deploy/sidecar/envoy.yaml writes into envoy/bootstrap.yaml's placeholders."""
+
+SIDECAR_BOOTSTRAP = BootstrapSettings(
+    node_id="meshroute-sidecar",
+    xds_address=CONTROL_PLANE_DNS,
+    xds_port=XDS_PORT,
+    ext_proc_port=EXT_PROC_PORT,
+    admin_port=ADMIN_PORT,
+    health_address="0.0.0.0",
+    health_port=HEALTH_PORT,
+)
+"""The same values, as `meshroute bootstrap` takes them."""
+
+MTLS = DEPLOY / "xds-mtls"
+MTLS_BOOTSTRAP_FILE = MTLS / "sidecar" / "envoy.yaml"
+XDS_TLS_DIR = "/etc/meshroute-xds-tls"
+"""Where the optional mTLS components mount the xDS certificates (a Secret's
+tls.crt, tls.key and ca.crt), in the control plane and in both sidecars."""
+SIDECAR_XDS_TLS = XdsClientTls(
+    server_ca_file=f"{XDS_TLS_DIR}/ca.crt",
+    cert_file=f"{XDS_TLS_DIR}/tls.crt",
+    key_file=f"{XDS_TLS_DIR}/tls.key",
+)
+SERVER_SECRET = "meshroute-xds-server-tls"
+CLIENT_SECRET = "meshroute-xds-client-tls"
 
 KUSTOMIZE_KINDS = {
     ("kustomize.config.k8s.io/v1beta1", "Kustomization"),
@@ -531,6 +565,90 @@ def test_bootstrap_answers_readiness_on_the_probed_port() -> None:
         assert envoy[probe]["httpGet"]["path"] == "/ready"
         assert _probe_port(envoy, probe) == HEALTH_PORT
     assert bootstrap.admin.address.socket_address.address == "127.0.0.1"
+
+
+def test_sidecar_bootstraps_are_what_meshroute_bootstrap_prints() -> None:
+    plain = parse_bootstrap(render_bootstrap(SIDECAR_BOOTSTRAP))
+    assert parse_bootstrap(BOOTSTRAP_FILE.read_text(encoding="utf-8")) == plain
+    mtls = render_bootstrap(dataclasses.replace(SIDECAR_BOOTSTRAP, xds_tls=SIDECAR_XDS_TLS))
+    assert parse_bootstrap(MTLS_BOOTSTRAP_FILE.read_text(encoding="utf-8")) == (
+        parse_bootstrap(mtls)
+    ), "deploy/xds-mtls/sidecar/envoy.yaml is stale: regenerate it (command in its header)"
+
+
+def test_envoy_accepts_the_mtls_sidecar_bootstrap(tmp_path: Path) -> None:
+    """Envoy opens the certificate files when it validates: give it real ones where
+    the Secret would be mounted."""
+    ca = trustme.CA()
+    files = write_cert(ca, tmp_path, "meshroute-sidecar")
+    text = MTLS_BOOTSTRAP_FILE.read_text(encoding="utf-8").replace(XDS_TLS_DIR, str(tmp_path))
+    assert str(files.key) in text
+    validate_config(text)
+
+
+def test_mtls_bootstrap_expects_the_control_planes_service_name() -> None:
+    bootstrap = parse_bootstrap(MTLS_BOOTSTRAP_FILE.read_text(encoding="utf-8"))
+    [cluster] = [c for c in bootstrap.static_resources.clusters if c.name == XDS_CLUSTER]
+    context = tls_pb2.UpstreamTlsContext()
+    assert cluster.transport_socket.typed_config.Unpack(context)
+    assert context.sni == CONTROL_PLANE_DNS
+    [san] = context.common_tls_context.validation_context.match_typed_subject_alt_names
+    assert san.matcher.exact == CONTROL_PLANE_DNS
+    assert _endpoint(bootstrap, XDS_CLUSTER) == (CONTROL_PLANE_DNS, XDS_PORT)
+
+
+def _secret_mount(pod: dict[str, Any], container: dict[str, Any], secret: str) -> str:
+    """Where `container` mounts the Secret named `secret`."""
+    volumes = {
+        volume["name"]: volume["secret"]["secretName"]
+        for volume in pod["volumes"]
+        if "secret" in volume
+    }
+    [path] = [
+        mount["mountPath"]
+        for mount in container["volumeMounts"]
+        if volumes.get(mount["name"]) == secret
+    ]
+    return str(path)
+
+
+def test_mtls_control_plane_reads_its_certificates_from_the_mounted_secret() -> None:
+    built = _kustomize_build(DEPLOY / "examples" / "xds-mtls" / "control-plane")
+    deployment = next(body for body in built if body["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = _container(deployment, "control-plane")
+    plain = _container(_one("Deployment", CONTROL_PLANE), "control-plane")
+    args = container["args"]
+    assert args[: len(plain["args"])] == plain["args"]
+    mounted = _secret_mount(pod, container, SERVER_SECRET)
+    assert mounted == XDS_TLS_DIR
+    assert _flag(args, "--xds-tls-cert") == f"{mounted}/tls.crt"
+    assert _flag(args, "--xds-tls-key") == f"{mounted}/tls.key"
+    assert _flag(args, "--xds-client-ca") == f"{mounted}/ca.crt"
+
+
+def test_mtls_sidecars_read_their_certificates_from_the_mounted_secret() -> None:
+    built = _kustomize_build(DEPLOY / "examples" / "xds-mtls" / "app")
+    bootstraps = [body for body in built if body["kind"] == "ConfigMap"]
+    assert len(bootstraps) == 1, "the mTLS bootstrap replaces the plain one"
+    assert bootstraps[0]["data"]["envoy.yaml"] == MTLS_BOOTSTRAP_FILE.read_text(encoding="utf-8")
+    app = next(body for body in built if body["kind"] == "Deployment")
+    pod = app["spec"]["template"]["spec"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert (
+        volumes["meshroute-envoy-bootstrap"]["configMap"]["name"]
+        == (bootstraps[0]["metadata"]["name"])
+    )
+    for name in ("meshroute-ext-proc", "meshroute-envoy"):
+        assert _secret_mount(pod, _container(app, name), CLIENT_SECRET) == XDS_TLS_DIR
+    args = _container(app, "meshroute-ext-proc")["args"]
+    plain = _container(_sidecar_patch(), "meshroute-ext-proc")["args"]
+    assert args[: len(plain)] == plain, "the mTLS patch restates the plain args first"
+    assert args[len(plain) :] == [
+        f"--xds-server-ca={SIDECAR_XDS_TLS.server_ca_file}",
+        f"--xds-client-cert={SIDECAR_XDS_TLS.cert_file}",
+        f"--xds-client-key={SIDECAR_XDS_TLS.key_file}",
+    ]
 
 
 # ---------------------------------------------------------- names and ports that agree

@@ -258,23 +258,39 @@ def use_tls(
     https endpoints): Envoy picks SNI before it picks a host, so it cannot follow the
     Host header that auto_host_rewrite sets later.
     """
-    validation = common_pb2.CertificateValidationContext(
-        match_typed_subject_alt_names=[
-            common_pb2.SubjectAltNameMatcher(
-                san_type=common_pb2.SubjectAltNameMatcher.DNS,
-                matcher=string_pb2.StringMatcher(exact=hostname),
-            )
-        ]
+    trusted_ca = (
+        base_pb2.DataSource(inline_string=spec.ca_pem)
+        if spec.ca_pem
+        else base_pb2.DataSource(filename=spec.ca_file or ca_bundle)
     )
-    if spec.ca_pem:
-        validation.trusted_ca.inline_string = spec.ca_pem
-    else:
-        validation.trusted_ca.filename = spec.ca_file or ca_bundle
-    tls = tls_pb2.UpstreamTlsContext(
-        sni=hostname,
-        common_tls_context=tls_pb2.CommonTlsContext(
-            validation_context=validation, alpn_protocols=alpn_protocols
+    san = common_pb2.SubjectAltNameMatcher(
+        san_type=common_pb2.SubjectAltNameMatcher.DNS,
+        matcher=string_pb2.StringMatcher(exact=hostname),
+    )
+    set_transport_tls(cluster, upstream_tls_context(hostname, san, trusted_ca, alpn_protocols))
+
+
+def upstream_tls_context(
+    sni: str,
+    san: common_pb2.SubjectAltNameMatcher,
+    trusted_ca: base_pb2.DataSource,
+    alpn_protocols: Sequence[str] = (),
+    certificate: common_pb2.TlsCertificate | None = None,
+) -> tls_pb2.UpstreamTlsContext:
+    """Envoy's side of TLS to an upstream: the server's certificate must be signed by
+    `trusted_ca` and carry `san`; `sni` ("" for none) names the server in the
+    handshake; `certificate` is the one Envoy presents (mutual TLS)."""
+    common = tls_pb2.CommonTlsContext(
+        validation_context=common_pb2.CertificateValidationContext(
+            trusted_ca=trusted_ca, match_typed_subject_alt_names=[san]
         ),
+        alpn_protocols=alpn_protocols,
     )
+    if certificate is not None:
+        common.tls_certificates.append(certificate)
+    return tls_pb2.UpstreamTlsContext(sni=sni, common_tls_context=common)
+
+
+def set_transport_tls(cluster: cluster_pb2.Cluster, tls: tls_pb2.UpstreamTlsContext) -> None:
     cluster.transport_socket.name = "envoy.transport_sockets.tls"
     cluster.transport_socket.typed_config.Pack(tls)

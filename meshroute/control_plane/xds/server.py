@@ -28,6 +28,7 @@ from meshroute.control_plane.metrics import (
 from meshroute.control_plane.xds.delta import DeltaStream
 from meshroute.control_plane.xds.snapshot import Snapshot, SnapshotCache
 from meshroute.control_plane.xds.sotw import ProtocolError, SotwStream
+from meshroute.xds_tls import XdsServerTls, server_credentials
 
 log = logging.getLogger("meshroute.control_plane.xds")
 
@@ -159,14 +160,25 @@ async def start_xds_server(
     address: str,
     port: int,
     service: AggregatedDiscoveryService | None = None,
+    tls: XdsServerTls | None = None,
 ) -> tuple[grpc.aio.Server, AggregatedDiscoveryService, int]:
-    """Serve ADS and gRPC health on address:port (port 0 picks one); returns the bound port."""
+    """Serve ADS and gRPC health on address:port (port 0 picks one); returns the bound port.
+
+    With `tls`, only over TLS, and with its client CA only to clients presenting a
+    certificate signed by it: gRPC refuses anyone else during the handshake, before
+    any request reaches this service (and logs the refusal itself, one line per
+    attempt, as `Handshake failed with error SSL_ERROR_SSL: ...`).
+    """
     server = grpc.aio.server()
     service = service or AggregatedDiscoveryService(cache)
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(service, server)
     health_service = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
-    bound = server.add_insecure_port(f"{address}:{port}")
+    target = f"{address}:{port}"
+    if tls is None:
+        bound = server.add_insecure_port(target)
+    else:
+        bound = server.add_secure_port(target, server_credentials(tls))
     if bound == 0:
         raise OSError(f"cannot listen for xDS on {address}:{port}")
     await server.start()
