@@ -71,6 +71,10 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):  # type: ignore[misc
         # change the rules under it.
         routing = self._tables.by_gateway.get(gateway)
         if routing is None:
+            # Answer Envoy's first message, as the protocol goes: answering before it is
+            # read races the client's write against the end of the stream.
+            async for _ in requests:
+                break
             yield _no_table(gateway)
             return
         exchange = routing.start()

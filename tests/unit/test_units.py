@@ -23,6 +23,12 @@ def test_bad_durations_are_refused_with_an_example(text: object) -> None:
         parse_duration(text)
 
 
+@pytest.mark.parametrize("value", ["100000000000000s", float("inf"), float("nan"), 1e300])
+def test_durations_beyond_what_envoy_takes_are_refused_not_a_crash(value: object) -> None:
+    with pytest.raises(ValueError, match="at most 10,000 years"):
+        parse_duration(value)
+
+
 def test_durations_format_back() -> None:
     assert format_duration(timedelta(seconds=2)) == "2s"
     assert format_duration(timedelta(milliseconds=1500)) == "1500ms"

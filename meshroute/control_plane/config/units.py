@@ -18,6 +18,10 @@ _SIZE = re.compile(r"^(\d+)(Ki|Mi|Gi|K|M|G)?$")
 _SIZE_UNITS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
 
 
+MAX_DURATION_SECONDS = 315_576_000_000
+"""The longest protobuf Duration (10,000 years): what Envoy can be given."""
+
+
 def parse_duration(value: object) -> timedelta:
     """A duration string such as "2s" or "1m30s"; a bare number means seconds."""
     if isinstance(value, timedelta):
@@ -36,6 +40,8 @@ def parse_duration(value: object) -> timedelta:
         raise ValueError("expected a duration such as '500ms', '2s' or '1m'")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
+    if not seconds <= MAX_DURATION_SECONDS:  # also catches NaN and infinity
+        raise ValueError("a duration must be at most 10,000 years")
     return timedelta(seconds=seconds)
 
 
