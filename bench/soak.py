@@ -230,6 +230,14 @@ async def run(args: argparse.Namespace, stack: UpStack, config: Path, flaky: Ups
 
 
 def report(minutes: list[Minute], reload_seconds: list[float]) -> dict[str, object]:
+    # The last requests in flight at the deadline land in a minute of their own: fold
+    # them into the one before, which has the memory samples.
+    if len(minutes) > 1 and not minutes[-1].rss_mib:
+        tail = minutes.pop()
+        minutes[-1].requests += tail.requests
+        minutes[-1].latencies_ms += tail.latencies_ms
+        for status, count in tail.non_200.items():
+            minutes[-1].non_200[status] = minutes[-1].non_200.get(status, 0) + count
     print(f"{'min':>4}{'requests':>10}{'non-200':>9}{'p50 ms':>9}{'p99 ms':>9}   RSS MiB")
     for record in minutes:
         summary = record.summary()

@@ -22,9 +22,19 @@ from meshroute.ext_proc.metrics import SidecarMetrics
 log = logging.getLogger("meshroute.ext_proc")
 
 
+ENTRIES_PER_STREAM = 10_000
+"""Entries read on one stream before the sidecar ends it (Envoy opens a new one at its
+next flush). grpc keeps what a call receives until the call ends: on the endless
+stream Envoy would otherwise keep open, the sidecar grew by about the size of every
+entry it ever read (measured: ~120 bytes per request, without end)."""
+
+
 class AccessLogReceiver(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[misc]
-    def __init__(self, metrics: SidecarMetrics) -> None:
+    def __init__(
+        self, metrics: SidecarMetrics, entries_per_stream: int = ENTRIES_PER_STREAM
+    ) -> None:
         self._metrics = metrics
+        self._entries_per_stream = entries_per_stream
 
     async def StreamAccessLogs(
         self,
@@ -32,11 +42,15 @@ class AccessLogReceiver(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[
         context: grpc.aio.ServicerContext,
     ) -> als_pb2.StreamAccessLogsResponse:
         log_name = ""
+        read = 0
         async for message in messages:
             if message.HasField("identifier"):  # the first message of each stream
                 log_name = message.identifier.log_name
             for entry in message.http_logs.log_entry:
                 self.record(log_name, entry)
+            read += len(message.http_logs.log_entry)
+            if read >= self._entries_per_stream:
+                break  # right after Envoy's flush: its next one goes to a new stream
         return als_pb2.StreamAccessLogsResponse()
 
     def record(self, gateway: str, entry: accesslog_pb2.HTTPAccessLogEntry) -> None:

@@ -3,10 +3,14 @@ Envoy is in tests/integration/test_observability.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
 
+import grpc
 from envoy.data.accesslog.v3 import accesslog_pb2
+from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from google.protobuf import duration_pb2, struct_pb2
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -177,3 +181,38 @@ def test_log_lines_name_the_request_and_trace() -> None:
     assert line["request_id"] == "req-42"
     assert line["trace_id"] == trace_id
     assert TextFormatter("%(message)s").format(record) == "slow x [request req-42]"
+
+
+async def test_the_access_log_stream_is_ended_after_its_entries_and_a_new_one_counts_on() -> None:
+    """Envoy keeps one access-log stream open for ever, and grpc holds what a call
+    received until it ends: the sidecar ends each stream after a bounded number of
+    entries, and Envoy's next flush opens a new one."""
+    metrics = SidecarMetrics()
+    server = grpc.aio.server()
+    als_pb2_grpc.add_AccessLogServiceServicer_to_server(
+        AccessLogReceiver(metrics, entries_per_stream=3), server
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    sent = asyncio.Event()
+
+    async def flushes(count: int) -> AsyncIterator[als_pb2.StreamAccessLogsMessage]:
+        for index in range(count):
+            message = als_pb2.StreamAccessLogsMessage()
+            if index == 0:
+                message.identifier.log_name = "travel"
+            message.http_logs.log_entry.append(log_entry("flights", 200, 0.1, None))
+            yield message
+        await sent.wait()  # a stream Envoy would keep open
+
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = als_pb2_grpc.AccessLogServiceStub(channel)
+            first = await asyncio.wait_for(stub.StreamAccessLogs(flushes(3)), timeout=30)
+            second = await asyncio.wait_for(stub.StreamAccessLogs(flushes(3)), timeout=30)
+    finally:
+        sent.set()
+        await server.stop(grace=0)
+    assert first == second == als_pb2.StreamAccessLogsResponse()
+    ok = (("gateway", "travel"), ("status", "2xx"), ("target", "flights"))
+    assert samples(metrics)[("meshroute_requests_total", ok)] == 6
