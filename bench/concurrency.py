@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.common import children, command, machine_line, peak_rss_mib, write_results
-from bench.gateways import AGENTS, QUESTION, chat_body, start_model
-from bench.load import post_request
+from bench.gateways import QUESTION, agent_documents, agent_entries, chat_body, start_model
+from bench.load import exchange, post_request
 from bench.upstream import start_envoy
 from tests.support.configs import provider_yaml
 from tests.support.processes import ManagedProcess, free_port
@@ -34,24 +34,10 @@ from tests.support.stack import UpStack
 def write_config(
     directory: Path, upstream: int, model_port: int, gateway_port: int, n: int
 ) -> None:
-    agents = [
-        textwrap.dedent(
-            f"""\
-            apiVersion: meshroute.io/v1alpha1
-            kind: Agent
-            metadata: {{name: {name}}}
-            spec:
-              description: {description!r}
-              endpoints: ["http://127.0.0.1:{upstream}"]
-              circuitBreaker: {{maxRequests: {n * 2}, maxPendingRequests: {n * 2}}}
-            """
-        )
-        for name, description in AGENTS.items()
-    ]
-    names = ", ".join(
-        f"{{name: {name}, default: true}}" if index == 0 else f"{{name: {name}}}"
-        for index, name in enumerate(AGENTS)
+    agents = agent_documents(
+        upstream, f"circuitBreaker: {{maxRequests: {n * 2}, maxPendingRequests: {n * 2}}}"
     )
+    names = agent_entries()
     gateway = textwrap.dedent(
         f"""\
         apiVersion: meshroute.io/v1alpha1
@@ -78,14 +64,7 @@ async def one_request(port: int, request: bytes, start: asyncio.Event) -> tuple[
     try:
         await start.wait()
         began = time.perf_counter()
-        writer.write(request)
-        status = int((await reader.readline()).split()[1])
-        length = 0
-        while (line := await reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value.strip())
-        await reader.readexactly(length)
+        status = await exchange(reader, writer, request)
         return status, (time.perf_counter() - began) * 1000
     finally:
         writer.close()

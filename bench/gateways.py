@@ -146,24 +146,28 @@ def median_rows(rounds: list[list[Measured]]) -> list[Measured]:
     return out
 
 
-def write_config(directory: Path, upstream: int, model_port: int, ports: dict[str, int]) -> None:
-    agents = [
-        textwrap.dedent(
-            f"""\
-            apiVersion: meshroute.io/v1alpha1
-            kind: Agent
-            metadata: {{name: {name}}}
-            spec:
-              description: {description!r}
-              endpoints: ["http://127.0.0.1:{upstream}"]
-            """
-        )
+def agent_documents(upstream: int, policy: str = "") -> list[str]:
+    """The ten AGENTS, each on the canned upstream, with `policy` (a line of spec)."""
+    extra = f"\n  {policy}" if policy else ""
+    return [
+        "apiVersion: meshroute.io/v1alpha1\nkind: Agent\n"
+        f"metadata: {{name: {name}}}\nspec:\n  description: {description!r}\n"
+        f'  endpoints: ["http://127.0.0.1:{upstream}"]{extra}\n'
         for name, description in AGENTS.items()
     ]
-    names = ", ".join(
+
+
+def agent_entries() -> str:
+    """A Gateway's `agents` list for AGENTS, the first one the default."""
+    return ", ".join(
         f"{{name: {name}, default: true}}" if index == 0 else f"{{name: {name}}}"
         for index, name in enumerate(AGENTS)
     )
+
+
+def write_config(directory: Path, upstream: int, model_port: int, ports: dict[str, int]) -> None:
+    agents = agent_documents(upstream)
+    names = agent_entries()
     gateways = textwrap.dedent(
         f"""\
         apiVersion: meshroute.io/v1alpha1

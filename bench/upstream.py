@@ -24,8 +24,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 
 from meshroute.control_plane.bootstrap import message_to_dict, to_yaml
 from meshroute.control_plane.translate.protos import duration, pack
-from meshroute.envoy_binary import envoy_binary
-from tests.support.processes import ManagedProcess, free_port, port_open
+from tests.support.processes import ManagedProcess, envoy_argv, free_port, port_open
 from tests.support.stack import envoy_live
 
 COMPLETION = json.dumps(
@@ -126,19 +125,6 @@ def start_envoy(
     admin = free_port()
     config = workdir / f"{name}.yaml"
     config.write_text(_bootstrap(admin, _listener(listener_port, [route]), upstream))
-    envoy = ManagedProcess(
-        name,
-        [
-            envoy_binary(),
-            "-c",
-            str(config),
-            "-l",
-            "warning",
-            "--concurrency",
-            "1",
-            "--disable-hot-restart",
-            "--use-dynamic-base-id",
-        ],
-    )
+    envoy = ManagedProcess(name, envoy_argv(config))
     envoy.wait_until(lambda: envoy_live(admin) and port_open(listener_port), f"{name} is up")
     return envoy

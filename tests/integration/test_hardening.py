@@ -29,6 +29,12 @@ maxRequestBytes: {MAX_REQUEST_BYTES}
 clientTimeouts: {{headers: 1s, idle: 1s}}
 """
 QUESTION = "Will it rain in Paris tomorrow?"
+PARTIAL_BODY = (
+    b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+    b"content-type: application/json\r\ncontent-length: 100\r\n\r\n"
+    b'{"mess'
+)
+"""A request whose body stops 94 bytes short."""
 SOCKET_TIMEOUT = 60.0
 """Bounds a broken test, never what it measures: Envoy's own timers answer first."""
 
@@ -229,11 +235,7 @@ def test_a_client_that_stalls_mid_body_gets_a_json_408(
     stack: UpStack, agents: RecordingAgents
 ) -> None:
     before = len(agents.received)
-    head = (
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
-        b"content-type: application/json\r\ncontent-length: 100\r\n\r\n"
-    )
-    status, error = http_error(raw_exchange(stack.gateway_ports["travel"], head + b'{"mess'))
+    status, error = http_error(raw_exchange(stack.gateway_ports["travel"], PARTIAL_BODY))
     assert status == 408
     assert error["code"] == "stream_idle_timeout"
     assert len(agents.received) == before
@@ -243,12 +245,8 @@ def test_a_client_that_hangs_up_mid_body_costs_nothing(
     stack: UpStack, agents: RecordingAgents
 ) -> None:
     before = len(agents.received)
-    head = (
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
-        b"content-type: application/json\r\ncontent-length: 100\r\n\r\n"
-    )
     with socket.create_connection(("127.0.0.1", stack.gateway_ports["travel"])) as connection:
-        connection.sendall(head + b'{"mess')
+        connection.sendall(PARTIAL_BODY)
     response = httpx.post(stack.url("travel"), json=chat_body())
     assert response.status_code == 200
     assert len(agents.received) == before + 1

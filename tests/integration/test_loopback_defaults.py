@@ -13,9 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from meshroute.envoy_binary import envoy_binary
 from tests.support.configs import quickstart_config
-from tests.support.processes import ManagedProcess, free_port, meshroute_argv, port_open
+from tests.support.processes import ManagedProcess, envoy_argv, free_port, meshroute_argv, port_open
 from tests.support.sockets import listening
 from tests.support.stack import ControlPlaneProcess, envoy_live, grpc_serving
 
@@ -61,14 +60,7 @@ def test_every_component_listens_on_loopback_by_default(
             timeout=60,
         ).stdout
         (tmp_path / "envoy.yaml").write_text(bootstrap)
-        envoy = ManagedProcess(
-            "envoy",
-            [
-                envoy_binary(),
-                *("-c", str(tmp_path / "envoy.yaml"), "-l", "warning", "--concurrency", "1"),
-                *("--disable-hot-restart", "--use-dynamic-base-id"),
-            ],
-        )
+        envoy = ManagedProcess("envoy", envoy_argv(tmp_path / "envoy.yaml"))
         processes.append(envoy)
         envoy.wait_until(lambda: envoy_live(admin_port), "Envoy is LIVE")
         envoy.wait_until(lambda: port_open(gateway_port), "the gateway is open")

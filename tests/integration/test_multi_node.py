@@ -10,9 +10,8 @@ import pytest
 
 from meshroute.control_plane.bootstrap import BootstrapSettings, render_bootstrap
 from meshroute.control_plane.xds import type_urls
-from meshroute.envoy_binary import envoy_binary
 from tests.support.configs import agent_yaml, quickstart_config
-from tests.support.processes import ManagedProcess, free_port
+from tests.support.processes import ManagedProcess, envoy_argv, free_port
 from tests.support.stack import ComponentStack, envoy_live
 
 
@@ -40,20 +39,7 @@ def second_envoy(stack: ComponentStack, workdir: Path) -> tuple[ManagedProcess, 
             )
         )
     )
-    envoy = ManagedProcess(
-        "envoy-2",
-        [
-            envoy_binary(),
-            "-c",
-            str(bootstrap),
-            "-l",
-            "warning",
-            "--concurrency",
-            "1",
-            "--disable-hot-restart",
-            "--use-dynamic-base-id",
-        ],
-    )
+    envoy = ManagedProcess("envoy-2", envoy_argv(bootstrap))
     envoy.wait_until(lambda: envoy_live(admin_port), "the second Envoy is LIVE")
     return envoy, admin_port
 

@@ -37,6 +37,18 @@ def meshroute_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "meshroute", *args]
 
 
+def envoy_argv(config: Path | str) -> list[str]:
+    """Envoy on `config` as every test and bench runs it: one worker, warnings only,
+    and a base id of its own so several Envoys can run at once."""
+    from meshroute.envoy_binary import envoy_binary
+
+    return [
+        envoy_binary(),
+        *("-c", str(config), "-l", "warning", "--concurrency", "1"),
+        *("--disable-hot-restart", "--use-dynamic-base-id"),
+    ]
+
+
 class ManagedProcess:
     """A child whose combined output is kept (for diagnostics and `wait_for_line`)."""
 

@@ -34,9 +34,8 @@ from meshroute.control_plane.xds.server import (
 )
 from meshroute.control_plane.xds.snapshot import SnapshotCache
 from meshroute.control_plane.xds.sotw import TypeState
-from meshroute.envoy_binary import envoy_binary
 from meshroute.xds_tls import XdsClientTls
-from tests.support.processes import ManagedProcess, free_port, meshroute_argv, port_open
+from tests.support.processes import ManagedProcess, envoy_argv, free_port, meshroute_argv, port_open
 
 T = TypeVar("T")
 
@@ -195,20 +194,7 @@ def envoy_live(admin_port: int) -> bool:
 def start_envoy(path: Path, settings: BootstrapSettings) -> ManagedProcess:
     """Envoy from the bootstrap these settings render (written to `path`)."""
     path.write_text(render_bootstrap(settings))
-    return ManagedProcess(
-        "envoy",
-        [
-            envoy_binary(),
-            "-c",
-            str(path),
-            "-l",
-            "warning",
-            "--concurrency",
-            "1",
-            "--disable-hot-restart",
-            "--use-dynamic-base-id",
-        ],
-    )
+    return ManagedProcess("envoy", envoy_argv(path))
 
 
 def xds_client_tls_flags(tls: XdsClientTls | None) -> list[str]:
