@@ -6,6 +6,11 @@ trigrams (the trigrams catch typos and word forms the stems miss); a request is
 scored by cosine similarity against every agent through an inverted index. All
 the indexing happens once per routing table, none per request.
 
+People put the context first and the request last, often as a question: "Booked a
+hotel in Cancun, what temperatures should I expect?" is about the weather. So in a
+message of several clauses, the clauses that ask (end in "?") weigh more than
+the ones that set the scene.
+
 Follow-ups ("and tomorrow?") carry little signal on their own, so earlier user
 turns count too, each half as much as the one after it.
 """
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 from meshroute.ext_proc.chat_request import Turn
 
 _WORD = re.compile(r"[a-z0-9]+")
+_CLAUSE = re.compile(r"[^.;!?,\u2013\u2014]+[.;!?,\u2013\u2014]*")
 _STOPWORDS = frozenset(
     """a about above after again all am an and any are as at be been before being below
     between both but by can could did do does doing down during each few for from further
@@ -51,6 +57,7 @@ _SUFFIXES = (
     ("s", ""),
 )
 _TRIGRAM_WEIGHT = 0.35
+_QUESTION_WEIGHT = 3.0
 _HISTORY_DECAY = 0.5
 _HISTORY_TURNS = 4
 
@@ -62,19 +69,31 @@ def _stem(word: str) -> str:
     return word
 
 
-def _features(text: str) -> dict[str, float]:
+def _features(
+    text: str, weight: float = 1.0, counts: dict[str, float] | None = None
+) -> dict[str, float]:
     """Word stems, and character trigrams of each stem (prefixed so they never clash)."""
+    counts = defaultdict(float) if counts is None else counts
     folded = unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode()
-    counts: dict[str, float] = defaultdict(float)
     for word in _WORD.findall(folded):
         if word in _STOPWORDS or (len(word) < 2 and not word.isdigit()):
             continue
         stem = _stem(word)
-        counts[stem] += 1
+        counts[stem] += weight
         padded = f"#{stem}#"
         for start in range(len(padded) - 2):
-            counts["3:" + padded[start : start + 3]] += _TRIGRAM_WEIGHT
+            counts["3:" + padded[start : start + 3]] += _TRIGRAM_WEIGHT * weight
     return counts
+
+
+def _message_features(text: str, weight: float, counts: dict[str, float]) -> None:
+    """A user message's features, its asking clauses weighing more than the scene-setting."""
+    clauses = _CLAUSE.findall(text)
+    if len(clauses) < 2:
+        _features(text, weight, counts)
+        return
+    for clause in clauses:
+        _features(clause, weight * _QUESTION_WEIGHT if "?" in clause else weight, counts)
 
 
 @dataclass(frozen=True)
@@ -148,7 +167,6 @@ def _query_counts(conversation: Iterable[Turn]) -> dict[str, float]:
     counts: dict[str, float] = defaultdict(float)
     weight = 1.0
     for text in reversed(user_turns[-_HISTORY_TURNS:]):
-        for feature, count in _features(text).items():
-            counts[feature] += count * weight
+        _message_features(text, weight, counts)
         weight *= _HISTORY_DECAY
     return counts

@@ -3,6 +3,10 @@
 The set was written by hand, apart from the router, as users talk: paraphrases,
 typos, follow-ups that only make sense in context, words of one domain used for
 another. Its cases never reuse the agents' own descriptions or examples.
+
+Its agents can also be given the ~30 more examples each of routing_examples.yaml,
+and the development set (routing_dev.yaml, same agents) is where the router is
+tuned, so the evaluation set stays held out.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ import yaml
 
 from meshroute.ext_proc.chat_request import Turn
 
-EVAL_SET = Path(__file__).resolve().parents[1] / "data" / "routing_eval.yaml"
+DATA = Path(__file__).resolve().parents[1] / "data"
+EVAL_SET = DATA / "routing_eval.yaml"
+MORE_EXAMPLES = DATA / "routing_examples.yaml"
+DEV_SET = DATA / "routing_dev.yaml"
 
 
 @dataclass(frozen=True)
@@ -45,10 +52,16 @@ class Score:
         return f"top-1 accuracy {self.accuracy:.1%} over {sum(self.total.values())} cases ({kinds})"
 
 
-def load_eval_set() -> EvalSet:
+def load_eval_set(*, more_examples: bool = False, cases: Path = EVAL_SET) -> EvalSet:
+    """The evaluation set's agents (with the extra examples if asked) and `cases`' cases."""
     data = yaml.safe_load(EVAL_SET.read_text())
-    agents = [(a["name"], a["description"], list(a.get("examples", []))) for a in data["agents"]]
-    return EvalSet(data["default_agent"], agents, data["cases"])
+    extra: dict[str, list[str]] = yaml.safe_load(MORE_EXAMPLES.read_text()) if more_examples else {}
+    agents = [
+        (a["name"], a["description"], [*a.get("examples", []), *extra.get(a["name"], [])])
+        for a in data["agents"]
+    ]
+    case_data = data if cases == EVAL_SET else yaml.safe_load(cases.read_text())
+    return EvalSet(data["default_agent"], agents, case_data["cases"])
 
 
 def score(eval_set: EvalSet, route: Callable[[Sequence[Turn]], str]) -> Score:

@@ -62,6 +62,11 @@ def test_the_latest_turn_outweighs_history(router: EmbeddedRouter) -> None:
     assert router.route(conversation).agent == "currency"
 
 
+def test_the_question_outweighs_the_scene_setting(router: EmbeddedRouter) -> None:
+    message = "Booked a direct flight from Seattle to Tokyo, how many yen is 100 dollars?"
+    assert router.route(user(message)).agent == "currency"
+
+
 def test_only_user_turns_count(router: EmbeddedRouter) -> None:
     conversation = [Turn("system", "You are a flight booking assistant"), Turn("user", "hi")]
     assert not router.route(conversation).matched
