@@ -107,16 +107,28 @@ def _trim_middle(text: str, limit: int) -> str:
     return text[:head] + TRIM_MARKER + text[len(text) - (keep - head) :]
 
 
+class PromptTemplate:
+    """The prompt with a gateway's routes already written in: a request adds only its
+    conversation (as JSON text, which the decision cache keys on too)."""
+
+    def __init__(self, routes: Sequence[Route]) -> None:
+        route_lines = "\n".join(
+            json.dumps({"name": route.name, "description": route.description}, ensure_ascii=False)
+            for route in routes
+        )
+        self._head = f"{PROMPT_HEAD}\n\n<routes>\n{route_lines}\n</routes>\n\n<conversation>\n"
+        self._tail = f"\n</conversation>\n\n{PROMPT_TAIL}"
+
+    def render(self, conversation_json: str) -> str:
+        return self._head + conversation_json + self._tail
+
+
+def conversation_json(conversation: Sequence[dict[str, str]]) -> str:
+    return json.dumps(list(conversation), ensure_ascii=False)
+
+
 def build_prompt(routes: Sequence[Route], conversation: Sequence[dict[str, str]]) -> str:
-    route_lines = "\n".join(
-        json.dumps({"name": route.name, "description": route.description}, ensure_ascii=False)
-        for route in routes
-    )
-    return (
-        f"{PROMPT_HEAD}\n\n<routes>\n{route_lines}\n</routes>\n\n"
-        f"<conversation>\n{json.dumps(list(conversation), ensure_ascii=False)}\n</conversation>\n\n"
-        f"{PROMPT_TAIL}"
-    )
+    return PromptTemplate(routes).render(conversation_json(conversation))
 
 
 # ------------------------------------------------------------------------- the reply
@@ -192,7 +204,7 @@ class OrchestratorClient:
         session: aiohttp.ClientSession,
     ) -> None:
         self._settings = settings
-        self._routes = list(routes)
+        self._prompt = PromptTemplate(routes)
         self._known = {route.name for route in routes}
         self._session = session
         self._slots = asyncio.Semaphore(settings.max_concurrency)
@@ -201,8 +213,10 @@ class OrchestratorClient:
 
     async def decide(self, turns: Sequence[Turn]) -> Outcome:
         settings = self._settings
-        conversation = select_conversation(turns, settings.max_turns, settings.max_tokens)
-        key = hashlib.sha256(json.dumps(conversation).encode()).digest()
+        conversation = conversation_json(
+            select_conversation(turns, settings.max_turns, settings.max_tokens)
+        )
+        key = hashlib.sha256(conversation.encode()).digest()
         cached = self._cache.get(key)
         if cached is not None:
             return Outcome(agents=cached, cached=True)
@@ -212,7 +226,7 @@ class OrchestratorClient:
             async with asyncio.timeout(settings.timeout):
                 await self._slots.acquire()
                 slot_taken = True
-                reply = await self._ask(build_prompt(self._routes, conversation))
+                reply = await self._ask(self._prompt.render(conversation))
         except TimeoutError:
             cause = "timeout" if slot_taken else "overloaded"
             return Outcome(agents=(), cause=cause, detail=f"no answer within {settings.timeout}s")
@@ -238,22 +252,26 @@ class OrchestratorClient:
         return Outcome(agents=chosen, model_seconds=elapsed)
 
     async def _ask(self, prompt: str) -> list[str]:
-        body = routing_request(self._settings.model, prompt)
+        body = json.dumps(routing_request(self._settings.model, prompt)).encode()
         with TRACER.start_as_current_span("orchestrator call", kind=SpanKind.CLIENT) as span:
             span.set_attributes(
                 {"gen_ai.operation.name": "chat", "gen_ai.request.model": self._settings.model}
             )
+            headers = outgoing_headers()  # inside the span: the model's parent is this call
+            headers["content-type"] = "application/json"
             async with self._session.post(
-                self._settings.url, json=body, timeout=self._timeout, headers=outgoing_headers()
+                self._settings.url, data=body, timeout=self._timeout, headers=headers
             ) as response:
                 span.set_attribute("http.response.status_code", response.status)
-                text = await response.text()
+                reply = await response.read()
                 if response.status != 200:
-                    raise _HttpError(response.status, snippet(text))
+                    raise _HttpError(response.status, snippet(reply.decode(errors="replace")))
         try:
-            content = json.loads(text)["choices"][0]["message"]["content"]
-        except (json.JSONDecodeError, KeyError, IndexError, TypeError):
-            raise BadReply(f"not a chat completion: {snippet(text)}") from None
+            content = json.loads(reply)["choices"][0]["message"]["content"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError):
+            raise BadReply(
+                f"not a chat completion: {snippet(reply.decode(errors='replace'))}"
+            ) from None
         if not isinstance(content, str):
             raise BadReply("the completion has no text content")
         return parse_route_reply(content)
