@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from meshroute.envoy_binary import envoy_binary
@@ -66,3 +69,14 @@ def rss_mib(pid: int) -> float:
 def peak_rss_mib(pid: int) -> float:
     """The most resident memory the process has had (VmHWM)."""
     return _status_mib(pid, "VmHWM:")
+
+
+def run_bench(main: Callable[[], int]) -> int:
+    """Run a bench's `main`, turning SIGTERM (a timeout, a Ctrl-C from a supervisor)
+    into SystemExit so its `finally` blocks stop every process it started."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    return main()

@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.common import children, command, machine_line, peak_rss_mib, write_results
+from bench.common import children, command, machine_line, peak_rss_mib, run_bench, write_results
 from bench.gateways import QUESTION, agent_documents, agent_entries, chat_body, start_model
 from bench.load import exchange, post_request
 from bench.upstream import start_envoy
@@ -142,4 +142,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_bench(main))

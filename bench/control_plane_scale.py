@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from bench.ads_client import StreamFleet
-from bench.common import machine_line, write_results
+from bench.common import machine_line, run_bench, write_results
 from meshroute.control_plane.bootstrap import check_with_envoy
 from meshroute.control_plane.config import load_config
 from meshroute.control_plane.credentials import read_credentials
@@ -626,4 +626,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_bench(main))

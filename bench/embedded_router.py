@@ -17,6 +17,7 @@ import statistics
 import sys
 import time
 
+from bench.common import run_bench
 from meshroute.control_plane.config.model import EmbeddedRouterSpec
 from meshroute.ext_proc.embedded_router import EmbeddedRouter
 from tests.support.routing_eval import EvalSet, Score, load_eval_set, score
@@ -69,4 +70,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_bench(main))

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.common import machine_line, write_results
+from bench.common import machine_line, run_bench, write_results
 from bench.load import post_request, run_load, run_wrk, wrk_path
 from bench.upstream import start_envoy
 from meshroute.ext_proc.orchestrator import Route, build_prompt, routing_request
@@ -444,4 +444,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    sys.exit(main())
+    sys.exit(run_bench(main))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.common import run_bench
 from tests.support.configs import agent_yaml, quickstart_config
 from tests.support.processes import ManagedProcess, free_port, meshroute_argv, port_open
 from tests.support.stack import UpStack
@@ -87,4 +88,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_bench(main))

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import children, command, machine_line, rss_mib, write_results
+from bench.common import children, command, machine_line, rss_mib, run_bench, write_results
 from bench.gateways import chat_body, start_model
 from bench.load import exchange, post_request
 from tests.support.configs import agent_yaml, documents, gateway_yaml, provider_yaml
@@ -298,4 +298,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_bench(main))
