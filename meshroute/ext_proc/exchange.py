@@ -19,10 +19,18 @@ CONTINUE_RESPONSE_BODY = ep.ProcessingResponse(response_body=ep.BodyResponse())
 
 
 class Exchange:
-    """Answers Envoy's phases for one request. The defaults let everything through."""
+    """Answers Envoy's phases for one request. The defaults let everything through.
+
+    Once an Exchange has given its last answer it sets `finished`, and the server
+    ends the stream itself (status OK) instead of waiting for Envoy. That is the
+    protocol's own way of saying "nothing more is needed": Envoy marks processing
+    complete and skips any phase still to come. Left to Envoy, the stream would end
+    in a reset when the request does, and grpc's aio server keeps native memory for
+    every cancelled call (about 130 bytes a request, measured).
+    """
 
     finished = False
-    """Set once an answer ends the request (an immediate response)."""
+    """Set once no phase Envoy could still send needs an answer."""
 
     def request_headers(self, headers: ep.HttpHeaders) -> ep.ProcessingResponse:
         return responses.CONTINUE_HEADERS
@@ -37,7 +45,7 @@ class Exchange:
         return CONTINUE_RESPONSE_BODY
 
     def finish(self, answer: ep.ProcessingResponse) -> ep.ProcessingResponse:
-        """Mark the request answered (for an immediate response) and pass it on."""
+        """Mark `answer` as the last one this request needs, and pass it on."""
         self.finished = True
         return answer
 

@@ -56,6 +56,14 @@ class SidecarMetrics:
             buckets=MESSAGE_BUCKETS,
             registry=self.registry,
         )
+        self.streams = Counter(
+            "meshroute_ext_proc_streams",
+            "ext_proc streams by gateway and how they ended: `ended` by the sidecar once "
+            "it had given its last answer (the normal case), `closed` by Envoy first, or "
+            "`cancelled` (the client or Envoy gave up mid-request).",
+            ["gateway", "outcome"],
+            registry=self.registry,
+        )
         self.requests = Counter(
             "meshroute_requests",
             "Requests Envoy finished, by gateway, target and status class (from its access log).",

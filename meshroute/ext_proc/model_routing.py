@@ -59,9 +59,6 @@ def _mode(response_headers: int, response_body: int) -> processing_mode_pb2.Proc
     )
 
 
-# No provider of the other API: no response will need translating, Envoy need not
-# show us any.
-_NO_RESPONSE = _mode(_MODE.SKIP, _MODE.NONE)
 _TRANSLATE_STREAM = _mode(_MODE.SEND, _MODE.STREAMED)
 _TRANSLATE_WHOLE = _mode(_MODE.SEND, _MODE.BUFFERED)
 _EMPTY_BODY = responses.error(
@@ -133,7 +130,6 @@ class ModelRouting:
                 f"gateway {self.gateway}",
             )
         self._metrics = metrics or SidecarMetrics()
-        self.families = frozenset(_FAMILY[target.api] for target in self.targets.values())
 
     def start(self) -> ModelExchange:
         return ModelExchange(self)
@@ -211,10 +207,6 @@ class ModelExchange(Exchange):
             value = header_value(headers, name)
             if value:
                 self._client_keys[name] = value
-        if self._routing.families == {client_api}:
-            answer = ep.ProcessingResponse(request_headers=ep.HeadersResponse())
-            answer.mode_override.CopyFrom(_NO_RESPONSE)
-            return answer
         return responses.CONTINUE_HEADERS
 
     async def request_body(self, body: bytes) -> AsyncIterator[ep.ProcessingResponse]:
@@ -257,12 +249,15 @@ class ModelExchange(Exchange):
                 upstream = anthropic_client.request_to_openai(payload, target.model_id)
             else:
                 upstream = openai_client.request_to_anthropic(payload, target.model_id)
-        yield responses.route_model(
+        answer = responses.route_model(
             target=target,
             reason=choice.reason,
             body=json.dumps(upstream).encode(),
             key_headers=self._moved_key(target),
         )
+        # A response in the client's own API needs nothing from us: ending the stream
+        # here tells Envoy to skip the response phases.
+        yield answer if self._translate_to is not None else self.finish(answer)
 
     def _moved_key(self, target: rt.ModelTarget) -> list[base_pb2.HeaderValueOption]:
         """A passed-through client key, in the header the provider's API reads."""
@@ -276,8 +271,8 @@ class ModelExchange(Exchange):
     # ---------------------------------------------------------------- response side
 
     def response_headers(self, headers: ep.HttpHeaders) -> ep.ProcessingResponse:
-        if self._translate_to is None:
-            return CONTINUE_RESPONSE_HEADERS
+        if self._translate_to is None or headers.end_of_stream:
+            return self.finish(CONTINUE_RESPONSE_HEADERS)
         self._status = int(header_value(headers, ":status") or 200)
         content_type = header_value(headers, "content-type") or ""
         answer = ep.ProcessingResponse(response_headers=ep.HeadersResponse())
@@ -297,6 +292,10 @@ class ModelExchange(Exchange):
         return answer
 
     def response_body(self, body: bytes, end_of_stream: bool) -> ep.ProcessingResponse:
+        answer = self._response_body(body, end_of_stream)
+        return self.finish(answer) if end_of_stream else answer
+
+    def _response_body(self, body: bytes, end_of_stream: bool) -> ep.ProcessingResponse:
         if self._translate_to is None:
             return CONTINUE_RESPONSE_BODY
         if self._stream is not None:

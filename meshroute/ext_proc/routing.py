@@ -222,5 +222,7 @@ class AgentExchange(Exchange):
         return responses.CONTINUE_HEADERS
 
     async def request_body(self, body: bytes) -> AsyncIterator[ep.ProcessingResponse]:
+        # Agent gateways never ask for the response: the body's answer is the last.
+        self.finished = True
         async for answer in self._routing.respond(body, self._pinned):
             yield answer

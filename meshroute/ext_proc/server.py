@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -61,6 +62,9 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):  # type: ignore[misc
         try:
             async for answer in self._process(gateway, requests):
                 yield answer
+        except asyncio.CancelledError:
+            self._metrics.streams.labels(gateway, "cancelled").inc()
+            raise
         finally:
             span.end()
 
@@ -76,6 +80,7 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):  # type: ignore[misc
             async for _ in requests:
                 break
             yield _no_table(gateway)
+            self._metrics.streams.labels(gateway, "ended").inc()
             return
         exchange = routing.start()
         timings = self._metrics.message_seconds
@@ -97,15 +102,20 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):  # type: ignore[misc
                 # Our processing modes never send trailers; if a future Envoy does,
                 # fail this request loudly rather than guess.
                 log.error("unexpected ext_proc phase %r for gateway %s", phase, gateway)
-                yield responses.error(
-                    500,
-                    "unexpected_processing_phase",
-                    "the routing sidecar got an unexpected message",
+                yield exchange.finish(
+                    responses.error(
+                        500,
+                        "unexpected_processing_phase",
+                        "the routing sidecar got an unexpected message",
+                    )
                 )
-                return
             timings.labels(gateway, phase).observe(time.perf_counter() - started)
             if exchange.finished:
+                # Ending the stream here, not waiting for Envoy to, is what spares
+                # the sidecar a cancelled call per request (see Exchange).
+                self._metrics.streams.labels(gateway, "ended").inc()
                 return
+        self._metrics.streams.labels(gateway, "closed").inc()
 
 
 def _gateway_of(metadata: Iterable[tuple[str, Any]] | None) -> str:

@@ -15,8 +15,10 @@ import openai
 import pytest
 
 from tests.support.configs import quickstart_config
+from tests.support.metrics import metric_samples, total
 from tests.support.processes import ManagedProcess, free_port, meshroute_argv, port_open
 from tests.support.stack import UpStack
+from tests.support.waiting import eventually
 
 KEYS = {
     "DEMO_OPENAI_API_KEY": "sk-test-openai-7f3a9c",
@@ -240,6 +242,45 @@ def test_anthropic_clients_stream_and_call_tools_on_either_api(
         tools=[tool],  # type: ignore[list-item]
     )
     assert "Tool said: '-3°C, snow'" in second.content[0].text  # type: ignore[union-attr]
+
+
+def test_the_sidecar_ends_every_stream_itself(
+    stack: UpStack, openai_client: openai.OpenAI, anthropic_client: anthropic.Anthropic
+) -> None:
+    """Each request's ext_proc stream is ended by the sidecar once it has given its
+    last answer, never left for Envoy to reset (a reset call costs grpc's aio server
+    memory it keeps): on both gateways, with and without translating the response,
+    streamed or whole, and for a refused request."""
+    metrics = f"http://127.0.0.1:{stack.metrics_port}/metrics"
+
+    def streams(outcome: str) -> float:
+        return total(metric_samples(metrics), "meshroute_ext_proc_streams_total", outcome=outcome)
+
+    before = {outcome: streams(outcome) for outcome in ("ended", "closed", "cancelled")}
+    agent = httpx.post(
+        stack.url("travel"),
+        json={"messages": [{"role": "user", "content": "Will it rain in Oslo?"}]},
+        timeout=30,
+    )
+    # This stack runs no agents: the agent is chosen, then cannot be reached.
+    assert agent.headers["x-meshroute-agent"] == "weather", agent.text
+    openai_client.chat.completions.create(model="fast", messages=[{"role": "user", "content": "a"}])
+    anthropic_client.messages.create(
+        model="gpt-demo", max_tokens=9, messages=[{"role": "user", "content": "b"}]
+    )
+    streamed = openai_client.chat.completions.create(
+        model="smart", messages=[{"role": "user", "content": "c"}], stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    with pytest.raises(openai.NotFoundError):
+        openai_client.chat.completions.create(
+            model="gpt-9", messages=[{"role": "user", "content": "d"}]
+        )
+
+    # The sidecar counts a stream when it ends; Envoy may log the response first.
+    eventually(lambda: streams("ended") == before["ended"] + 5, "five streams ended")
+    assert streams("closed") == before["closed"]
+    assert streams("cancelled") == before["cancelled"]
 
 
 def test_the_api_keys_appear_nowhere(stack: UpStack, tmp_path: Path) -> None:

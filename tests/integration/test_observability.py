@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.configs import documents, gateway_yaml, provider_yaml, quickstart_config
+from tests.support.metrics import metric_samples, total
 from tests.support.orchestrator import StandInOrchestrator
 from tests.support.otlp import OtlpReceiver, ReceivedSpan
 from tests.support.processes import (
@@ -116,23 +116,6 @@ def ask(stack: UpStack, text: str) -> httpx.Response:
     )
     assert response.status_code == 200, response.text
     return response
-
-
-def metric_samples(url: str) -> list[tuple[str, dict[str, str], float]]:
-    text = httpx.get(url, timeout=10).text
-    return [
-        (sample.name, dict(sample.labels), sample.value)
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    ]
-
-
-def total(samples: list[tuple[str, dict[str, str], float]], name: str, **labels: str) -> float:
-    return sum(
-        value
-        for sample_name, sample_labels, value in samples
-        if sample_name == name and all(sample_labels.get(k) == v for k, v in labels.items())
-    )
 
 
 def test_one_request_is_one_trace_across_envoy_and_the_sidecar(

@@ -13,7 +13,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from meshroute.api.v1alpha1 import routing_table_pb2 as rt
 from meshroute.control_plane.config import load_config
 from meshroute.control_plane.translate.snapshot import translate
-from meshroute.ext_proc.model_routing import ModelRouting
+from meshroute.ext_proc.model_routing import ModelExchange, ModelRouting
 from tests.support.configs import QUICKSTART, provider_yaml
 
 
@@ -31,9 +31,10 @@ def headers(path: str, **more: str) -> ep.HttpHeaders:
     return message
 
 
-def run(
+def run_exchange(
     routing: ModelRouting, path: str, body: dict[str, object], **more: str
-) -> list[ep.ProcessingResponse]:
+) -> tuple[ModelExchange, list[ep.ProcessingResponse]]:
+    """The request side of one exchange, and every answer it gave."""
     exchange = routing.start()
     answers = [exchange.request_headers(headers(path, **more))]
 
@@ -42,7 +43,13 @@ def run(
             answers.append(answer)
 
     asyncio.run(collect())
-    return answers
+    return exchange, answers
+
+
+def run(
+    routing: ModelRouting, path: str, body: dict[str, object], **more: str
+) -> list[ep.ProcessingResponse]:
+    return run_exchange(routing, path, body, **more)[1]
 
 
 def set_headers(answer: ep.ProcessingResponse) -> dict[str, str]:
@@ -89,7 +96,7 @@ def test_an_anthropic_client_to_an_openai_provider_is_translated_and_watched(
     tmp_path: Path,
 ) -> None:
     routing = ModelRouting(table(tmp_path))
-    first, answer = run(
+    exchange, (_, answer) = run_exchange(
         routing,
         "/v1/messages",
         {
@@ -99,27 +106,27 @@ def test_an_anthropic_client_to_an_openai_provider_is_translated_and_watched(
             "messages": [{"role": "user", "content": "hi"}],
         },
     )
-    assert not first.HasField("mode_override")  # other-API providers exist: responses watched
+    assert not exchange.finished  # the response comes back in OpenAI's shape: it is awaited
     body = json.loads(answer.request_body.response.body_mutation.body)
     assert body["messages"][0] == {"role": "system", "content": "be brief"}
     assert set_headers(answer)[":path"] == "/openai/v1/chat/completions"
 
 
-def test_when_every_provider_speaks_the_clients_api_responses_are_not_watched(
-    tmp_path: Path,
+@pytest.mark.parametrize("model", ["fast", "claude-demo"])
+def test_a_provider_of_the_clients_own_api_ends_the_exchange_at_the_body(
+    tmp_path: Path, model: str
 ) -> None:
-    only_openai = table(tmp_path)
-    del only_openai.models.targets["claude-demo"]
-    del only_openai.models.aliases["smart"]
-    del only_openai.models.preferences[:]
-    first, _ = run(
-        ModelRouting(only_openai),
-        "/v1/chat/completions",
-        {"model": "fast", "messages": [{"role": "user", "content": "hi"}]},
+    """Nothing to translate back: the sidecar is done once it has routed the body, so
+    the server ends the stream and Envoy skips the response phases."""
+    client_path = "/v1/messages" if model.startswith("claude") else "/v1/chat/completions"
+    exchange, (first, answer) = run_exchange(
+        ModelRouting(table(tmp_path)),
+        client_path,
+        {"model": model, "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}]},
     )
-    mode = first.mode_override
-    assert mode.response_header_mode == mode.SKIP
-    assert mode.request_body_mode == mode.BUFFERED  # the override keeps the body coming
+    assert not first.HasField("immediate_response")
+    assert answer.request_body.response.clear_route_cache
+    assert exchange.finished
 
 
 @pytest.mark.parametrize(
