@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     route = commands.add_parser("route", help="dry-run one routing decision and say why")
     _paths(route, required=True)
     route.add_argument("--message", required=True, help="the user message to route")
-    route.add_argument("--gateway", help="which Gateway (needed when there are several)")
+    route.add_argument("--gateway", help="which Gateway (default: each of them in turn)")
 
     _add_control_plane_command(commands)
     _add_status_command(commands)
@@ -490,6 +490,9 @@ def _cmd_route(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     gateways = config.gateways
+    if not gateways:
+        print("error: the config has no Gateway to route on", file=sys.stderr)
+        return 1
     if args.gateway:
         gateway = gateways.get(args.gateway)
         if gateway is None:
@@ -498,13 +501,14 @@ def _cmd_route(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
-    elif len(gateways) == 1:
-        gateway = next(iter(gateways.values()))
+        chosen = [gateway]
     else:
-        known = ", ".join(sorted(gateways)) or "none"
-        print(f"error: say which gateway with --gateway (known: {known})", file=sys.stderr)
-        return 1
-    print("\n".join(asyncio.run(explain_route(config, gateway, args.message))))
+        chosen = [gateways[name] for name in sorted(gateways)]
+
+    async def explain_all() -> list[list[str]]:
+        return [await explain_route(config, gateway, args.message) for gateway in chosen]
+
+    print("\n\n".join("\n".join(lines) for lines in asyncio.run(explain_all())))
     return 0
 
 

@@ -8,11 +8,13 @@ the indexing happens once per routing table, none per request.
 
 People put the context first and the request last, often as a question: "Booked a
 hotel in Cancun, what temperatures should I expect?" is about the weather. So in a
-message of several clauses, the clauses that ask (end in "?") weigh more than
-the ones that set the scene.
+message of several clauses, the clauses that ask (a "?", or words such as "can
+you", "I need", "how") weigh more than the ones that set the scene.
 
 Follow-ups ("and tomorrow?") carry little signal on their own, so earlier user
-turns count too, each half as much as the one after it.
+turns count too, each half as much as the one after it. The assistant's replies
+count at half the weight of the question they answer: "partly cloudy, high of
+24°C" says what "and friday?" is about, though the user never said "weather".
 """
 
 from __future__ import annotations
@@ -21,13 +23,19 @@ import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from meshroute.ext_proc.chat_request import Turn
 
 _WORD = re.compile(r"[a-z0-9]+")
 _CLAUSE = re.compile(r"[^.;!?,\u2013\u2014]+[.;!?,\u2013\u2014]*")
+# Words that make a clause a request even without a question mark.
+_ASKING = re.compile(
+    r"\b(?:(?:can|could|would|will) (?:you|i|we)|(?:i|we)(?:'d| would)? (?:need|want|like)"
+    r"|help me|looking for|please|pls|what|where|when|which|how|is there|are there|any)\b",
+    re.IGNORECASE,
+)
 _STOPWORDS = frozenset(
     """a about above after again all am an and any are as at be been before being below
     between both but by can could did do does doing down during each few for from further
@@ -57,8 +65,10 @@ _SUFFIXES = (
     ("s", ""),
 )
 _TRIGRAM_WEIGHT = 0.35
-_QUESTION_WEIGHT = 3.0
+_ASKING_WEIGHT = 4.0
 _HISTORY_DECAY = 0.5
+_REPLY_WEIGHT = 0.5
+_REPLY_CHARS = 400
 _HISTORY_TURNS = 4
 
 
@@ -86,6 +96,11 @@ def _features(
     return counts
 
 
+def _asks(clause: str) -> bool:
+    """A question, or a request in words ("can you...", "I need...", "how long...")."""
+    return "?" in clause or _ASKING.search(clause) is not None
+
+
 def _message_features(text: str, weight: float, counts: dict[str, float]) -> None:
     """A user message's features, its asking clauses weighing more than the scene-setting."""
     clauses = _CLAUSE.findall(text)
@@ -93,7 +108,7 @@ def _message_features(text: str, weight: float, counts: dict[str, float]) -> Non
         _features(text, weight, counts)
         return
     for clause in clauses:
-        _features(clause, weight * _QUESTION_WEIGHT if "?" in clause else weight, counts)
+        _features(clause, weight * _ASKING_WEIGHT if _asks(clause) else weight, counts)
 
 
 @dataclass(frozen=True)
@@ -161,12 +176,27 @@ class EmbeddedRouter:
         return RouteChoice(agent=self._names[best], score=score, matched=True)
 
 
-def _query_counts(conversation: Iterable[Turn]) -> dict[str, float]:
-    """The latest user turn, plus earlier ones at decaying weight."""
-    user_turns = [turn.text for turn in conversation if turn.role == "user" and turn.text]
+def _query_counts(conversation: Sequence[Turn]) -> dict[str, float]:
+    """The latest user turn, plus earlier turns at decaying weight.
+
+    Walking back from the latest user turn, each earlier user turn weighs half the
+    one after it, and an assistant reply weighs `_REPLY_WEIGHT` times the user turn
+    it answered. Only a reply's opening is read: it says what the reply is about,
+    and a model's long answer would otherwise cost milliseconds a request. Other
+    roles (system, tool) say nothing about what the user wants.
+    """
     counts: dict[str, float] = defaultdict(float)
     weight = 1.0
-    for text in reversed(user_turns[-_HISTORY_TURNS:]):
-        _message_features(text, weight, counts)
-        weight *= _HISTORY_DECAY
+    user_turns = 0
+    for turn in reversed(conversation):
+        if not turn.text:
+            continue
+        if turn.role == "user":
+            if user_turns == _HISTORY_TURNS:
+                break
+            user_turns += 1
+            _message_features(turn.text, weight, counts)
+            weight *= _HISTORY_DECAY
+        elif turn.role == "assistant" and user_turns:
+            _features(turn.text[:_REPLY_CHARS], weight * _REPLY_WEIGHT, counts)
     return counts

@@ -134,6 +134,19 @@ def test_route_falls_back_to_the_default_and_says_so() -> None:
     assert "minScore" in fields["why"]
 
 
+def test_route_without_a_gateway_decides_on_each_of_them() -> None:
+    result = meshroute("route", str(QUICKSTART), "--message", "Is UA 901 on time?")
+    assert result.returncode == 0, result.stderr
+    decisions = [
+        dict(line.split(":", 1) for line in block.splitlines())
+        for block in result.stdout.strip().split("\n\n")
+    ]
+    assert [d["gateway"].strip() for d in decisions] == ["llm", "travel"]
+    assert decisions[0]["model"].strip().startswith("gpt-demo-mini")  # no preference fits
+    assert decisions[1]["agent"].strip() == "flights"
+    assert decisions[1]["reason"].strip() == "embedded"
+
+
 def test_route_needs_a_known_gateway() -> None:
     result = meshroute("route", str(QUICKSTART), "--message", "x", "--gateway", "nope")
     assert result.returncode == 1

@@ -62,6 +62,27 @@ def test_the_latest_turn_outweighs_history(router: EmbeddedRouter) -> None:
     assert router.route(conversation).agent == "currency"
 
 
+def test_the_assistant_reply_says_what_a_follow_up_is_about(router: EmbeddedRouter) -> None:
+    follow_up = [Turn("user", "What about Oslo?")]
+    conversation = [
+        Turn("user", "And Vienna?"),
+        Turn("assistant", "Vienna: sunny, 31 degrees, light wind, no rain expected."),
+        *follow_up,
+    ]
+    assert not router.route(follow_up).matched
+    choice = router.route(conversation)
+    assert (choice.agent, choice.matched) == ("weather", True)
+
+
+def test_a_reply_weighs_less_than_the_latest_question(router: EmbeddedRouter) -> None:
+    conversation = [
+        Turn("user", "Will it rain in Paris tomorrow?"),
+        Turn("assistant", "Light rain in Paris tomorrow, 14 degrees, windy and humid."),
+        Turn("user", "How many euros is 300 dollars?"),
+    ]
+    assert router.route(conversation).agent == "currency"
+
+
 def test_the_question_outweighs_the_scene_setting(router: EmbeddedRouter) -> None:
     message = "Booked a direct flight from Seattle to Tokyo, how many yen is 100 dollars?"
     assert router.route(user(message)).agent == "currency"

@@ -3,15 +3,25 @@
 The issue that asked for this router set 90% top-1 as the bar; it is not reached.
 Measured on the held-out set (246 cases, 12 agents), with the gateway's default
 minScore (0.1): 50% when each agent has the 3 or 4 examples the set was written
-with, 74% when each has ~30 (routing_examples.yaml, written without sight of the
-cases); 78% on the development set, where the router's constants were chosen.
+with, 76% when each has ~30 (routing_examples.yaml, written without sight of the
+cases); 81% on the development set, where the router's constants were chosen.
+Two changes chosen on the development set moved the last two up from 74% and 78%:
+counting the assistant's replies (follow-ups), and weighing a clause that asks in
+words ("can you", "I need", "how") like one that ends in "?" (four times the
+scene-setting clauses, up from three).
 
-Earlier measurements on the 3-4-example agents put static embeddings distilled
-from all-MiniLM-L6-v2 at 57% and the full sentence transformer (~26 ms a query) at
-65%; with ~30 examples an agent, those static embeddings added nothing on the
-development set. Past this point requests need world knowledge no word-matching
-router has ("do I need a jacket?" is about the weather); that is what the routing
-model (router type `orchestrator`) is for.
+Designs measured on the development set and dropped for doing no better there:
+nearest neighbours over single examples (alone or mixed with the per-agent
+vector), multinomial logistic regression trained on the examples, multinomial and
+complement naive Bayes, BM25-like and entropy feature weights, word bigrams. All
+landed within a point or two of the per-agent TF-IDF vector, under it with ~30
+examples an agent. Earlier measurements on the 3-4-example agents put static
+embeddings distilled from all-MiniLM-L6-v2 at 57% and the full sentence
+transformer (~26 ms a query) at 65%; with ~30 examples an agent, those static
+embeddings added nothing on the development set. Past this point requests need
+world knowledge no word-matching router has ("do I need a jacket?" is about the
+weather, a Shinkansen is a train); that is what the routing model (router type
+`orchestrator`) is for.
 
 So these tests report the accuracy and guard against regressions; they do not
 pretend to the 90%. The floors sit a few points under today's figures.
@@ -42,20 +52,20 @@ def test_accuracy_with_the_examples_as_written() -> None:
     assert len(eval_set.cases) >= 200
     assert len(eval_set.agents) >= 10
     result = accuracy(eval_set)
-    assert result.accuracy >= 0.45, result.report()
+    assert result.accuracy >= 0.47, result.report()
 
 
 def test_accuracy_with_thirty_examples_per_agent() -> None:
     eval_set = load_eval_set(more_examples=True)
     assert min(len(examples) for _, _, examples in eval_set.agents) >= 25
     result = accuracy(eval_set)
-    assert result.accuracy >= 0.70, result.report()
+    assert result.accuracy >= 0.73, result.report()
 
 
 def test_accuracy_on_the_development_set() -> None:
     """Where the router's constants were chosen; optimistic, reported for comparison."""
     result = accuracy(load_eval_set(more_examples=True, cases=DEV_SET))
-    assert result.accuracy >= 0.74, result.report()
+    assert result.accuracy >= 0.78, result.report()
 
 
 def _five_word_runs(text: str) -> set[tuple[str, ...]]:
