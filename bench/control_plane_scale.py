@@ -4,16 +4,18 @@ For each size N it writes a realistic config of N Agents, N/5 LLMProviders and t
 Gateways in front of them (agent gateways of 50 agents, one model gateway per 50
 providers) as YAML files, then measures:
 
-* in this process, each stage of a reload on its own: `load_config` (YAML + pydantic
-  + cross-checks), `translate`, Envoy's validation (`check_with_envoy`, which runs
-  `envoy --mode validate` on a static config holding every resource) and
-  `SnapshotCache.set_resources` (packing and versioning; the reload case, with one
-  agent changed);
+* in this process, each stage of a reload on its own, as the control plane runs it
+  when one agent was edited: `load_config` (YAML + pydantic + cross-checks; with the
+  files parsed before, so only the edited one is re-parsed), `translate`, Envoy's
+  validation (`EnvoyGate.check`, which runs `envoy --mode validate` on what Envoy has
+  not accepted yet) and `SnapshotCache.set_resources` (packing and versioning); and
+  the first load's, with nothing to reuse (validation: `check_with_envoy`, every
+  resource);
 * end to end, in a running `meshroute control-plane` with `--streams` ADS clients
   connected (bench/ads_client.py, subscribing like Envoy): an agent's description,
   endpoint and timeout are edited and saved `--edits` times, and the clock runs from
   the save until every stream holds the new clusters and routes. The control plane's
-  own log splits that into noticing the save (file polling), building the snapshot,
+  own log splits that into noticing the save (file events), building the snapshot,
   and the fan-out to the streams.
 
 Goal (from the issue): 1,000 agents + 200 providers translated, validated and pushed
@@ -50,7 +52,9 @@ from bench.ads_client import StreamFleet
 from bench.common import machine_line, run_bench, write_results
 from meshroute.control_plane.bootstrap import check_with_envoy
 from meshroute.control_plane.config import load_config
+from meshroute.control_plane.config.loader import ParsedFiles
 from meshroute.control_plane.credentials import read_credentials
+from meshroute.control_plane.envoy_gate import EnvoyGate
 from meshroute.control_plane.translate.deployment import DeploymentSettings, default_ca_bundle
 from meshroute.control_plane.translate.snapshot import Resources, translate
 from meshroute.control_plane.xds import type_urls
@@ -274,13 +278,20 @@ def write_config(directory: Path, agents: int, ca_file: str) -> Layout:
 
 @dataclass(frozen=True)
 class Stages:
-    """Seconds per reload stage (median of the repeats), and what the config became."""
+    """Seconds per reload stage (median of the repeats), and what the config became.
+
+    `load`, `validate` and `install_reload` are a reload's: one agent edited, after
+    the control plane loaded and Envoy accepted the config before it (the loader
+    re-parses only the edited file; the gate asks Envoy only about what changed).
+    `load_first` and `validate_first` are the first load's, with nothing to reuse."""
 
     load: float
     translate: float
     validate: float
     install_first: float
     install_reload: float
+    load_first: float
+    validate_first: float
     clusters: int
     listeners: int
     routes: int
@@ -290,6 +301,10 @@ class Stages:
     @property
     def total(self) -> float:
         return self.load + self.translate + self.validate + self.install_reload
+
+    @property
+    def total_first(self) -> float:
+        return self.load_first + self.translate + self.validate_first + self.install_first
 
 
 def _timed(call: Callable[[], T], repeats: int) -> tuple[T, float]:
@@ -306,19 +321,21 @@ def _timed(call: Callable[[], T], repeats: int) -> tuple[T, float]:
 
 def measure_stages(layout: Layout, settings: DeploymentSettings, repeats: int) -> Stages:
     paths = [layout.directory]
-    config, load = _timed(lambda: load_config(paths), repeats)
+    config, load_first = _timed(lambda: load_config(paths), repeats)
     credentials = read_credentials(config, settings.secrets_dir)
     resources, translate_time = _timed(lambda: translate(config, settings, credentials), repeats)
-    _, validate = _timed(lambda: check_with_envoy(resources), repeats)
+    _, validate_first = _timed(lambda: check_with_envoy(resources), repeats)
     _, install_first = _timed(lambda: SnapshotCache().set_resources(resources), repeats)
     edited = _edited_resources(layout, settings)
     install_reload = statistics.median(_install_reload(resources, edited) for _ in range(repeats))
     return Stages(
-        load=load,
+        load=_load_reload(layout, repeats),
         translate=translate_time,
-        validate=validate,
+        validate=_validate_reload(resources, edited, repeats),
         install_first=install_first,
         install_reload=install_reload,
+        load_first=load_first,
+        validate_first=validate_first,
         clusters=len(resources.clusters),
         listeners=len(resources.listeners),
         routes=sum(len(vh.routes) for rc in resources.routes for vh in rc.virtual_hosts),
@@ -332,17 +349,54 @@ def measure_stages(layout: Layout, settings: DeploymentSettings, repeats: int) -
     )
 
 
-def _edited_resources(layout: Layout, settings: DeploymentSettings) -> Resources:
-    """The resources after one edit of the agent, without touching the files."""
+@contextlib.contextmanager
+def _copy(layout: Layout) -> Iterator[Layout]:
+    """The config in a scratch directory, to edit without touching the measured one."""
     with tempfile.TemporaryDirectory(prefix="meshroute-bench-edit-") as copy:
         for file in layout.directory.glob("*.yaml"):
             (Path(copy) / file.name).write_text(file.read_text())
-        moved = dataclasses.replace(
+        yield dataclasses.replace(
             layout, directory=Path(copy), edited_file=Path(copy) / layout.edited_file.name
         )
+
+
+def _edited_resources(layout: Layout, settings: DeploymentSettings) -> Resources:
+    """The resources after one edit of the agent, without touching the files."""
+    with _copy(layout) as moved:
         moved.edit(1)
-        config = load_config([Path(copy)])
+        config = load_config([moved.directory])
     return translate(config, settings, read_credentials(config, settings.secrets_dir))
+
+
+def _load_reload(layout: Layout, repeats: int) -> float:
+    """A reload's load: every file parsed before, one of them since edited."""
+    times = []
+    with _copy(layout) as moved:
+        for edit in range(1, repeats + 1):
+            parsed = ParsedFiles()
+            load_config([moved.directory], parsed)
+            moved.edit(edit)
+            gc.collect()
+            started = time.perf_counter()
+            load_config([moved.directory], parsed)
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _validate_reload(resources: Resources, edited: Resources, repeats: int) -> float:
+    """A reload's validation: Envoy accepted `resources`; `edited` differs in one
+    agent (and back again, alternately)."""
+    gate = EnvoyGate()
+    gate.check(resources)
+    times = []
+    for step in range(repeats):
+        gc.collect()
+        started = time.perf_counter()
+        report = gate.check(edited if step % 2 == 0 else resources)
+        times.append(time.perf_counter() - started)
+        if report.checked_clusters + report.checked_listeners == 0:
+            raise RuntimeError("the edit changed nothing Envoy checks")
+    return statistics.median(times)
 
 
 def _install_reload(resources: Resources, edited: Resources) -> float:
@@ -370,7 +424,7 @@ class Edit:
     """One save, as the streams and the control plane's log saw it (seconds)."""
 
     noticed: float
-    """Save -> the control plane noticed the change (file polling)."""
+    """Save -> the control plane noticed the change (file events, settled)."""
     built: float
     """Its own "checked in": load, translate, validate, install."""
     first_stream: float
@@ -457,7 +511,7 @@ async def measure_live(layout: Layout, ca_file: str, streams: int, edits: int) -
 
 
 async def _one_edit(layout: Layout, process: ManagedProcess, fleet: StreamFleet, edit: int) -> Edit:
-    await asyncio.sleep(1.0)  # let the previous push settle; the watcher polls meanwhile
+    await asyncio.sleep(1.0)  # let the previous push settle; and let the watcher rest
     before = [
         (stream, stream.holds(type_urls.CLUSTER), stream.holds(type_urls.ROUTE))
         for stream in fleet.streams
@@ -516,9 +570,11 @@ class Result:
 
     def table(self) -> str:
         lines = [
-            "control-plane scale: stages of one reload, in process (median; seconds)",
+            "control-plane scale: stages of one reload (one agent edited), in process "
+            "(median; seconds); first: the first load's load, validate and total",
             f"{'agents':>7}{'provs':>6}{'gws':>5}{'clusters':>9}{'routes':>8}"
-            f"{'load':>8}{'transl':>8}{'valid':>8}{'install':>8}{'total':>8}",
+            f"{'load':>8}{'transl':>8}{'valid':>8}{'install':>8}{'total':>8}"
+            f"{'1st ld':>8}{'1st val':>8}{'1st tot':>8}",
         ]
         for size in self.sizes:
             st = size.stages
@@ -526,6 +582,7 @@ class Result:
                 f"{size.agents:>7}{size.providers:>6}{size.agent_gateways + size.model_gateways:>5}"
                 f"{st.clusters:>9}{st.routes:>8}{st.load:>8.3f}{st.translate:>8.3f}"
                 f"{st.validate:>8.3f}{st.install_reload:>8.3f}{st.total:>8.3f}"
+                f"{st.load_first:>8.3f}{st.validate_first:>8.3f}{st.total_first:>8.3f}"
             )
         live = [size for size in self.sizes if size.live is not None]
         if live:
@@ -556,9 +613,9 @@ class Result:
                     f"{run.response_bytes.get('routes', 0) / 1000:>8.0f}"
                 )
             lines.append(
-                "noticed: save -> the control plane's watcher saw it (it polls every 0.25 s and "
-                "waits 0.2 s for writes to settle); built: its own 'checked in'; fan-out: the "
-                "rest, to the last stream"
+                "noticed: save -> the control plane's watcher saw it (file events, then 0.05 s "
+                "for writes to settle); built: its own 'checked in'; fan-out: the rest, to the "
+                "last stream"
             )
         lines.append(f"goal: {self.goal}")
         lines.append(machine_line())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import string
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -16,6 +17,8 @@ import yaml
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.http.credential_injector.v3 import credential_injector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
@@ -35,7 +38,7 @@ from meshroute.control_plane.translate.clusters import set_transport_tls, upstre
 from meshroute.control_plane.translate.names import EXT_PROC_CLUSTER
 from meshroute.control_plane.translate.snapshot import Resources
 from meshroute.data_files import bootstrap_template
-from meshroute.envoy_binary import EnvoyNotFound, EnvoyRejected, validate_config
+from meshroute.envoy_binary import validate_config
 from meshroute.xds_tls import XdsClientTls, is_ip_address
 
 log = logging.getLogger("meshroute.control_plane")
@@ -170,26 +173,47 @@ def static_bootstrap(resources: Resources, settings: BootstrapSettings) -> boots
     del bootstrap.static_resources.listeners[:]  # only what the control plane serves
     routes = {route.name: route for route in resources.routes}
     for listener in resources.listeners:
-        inlined = bootstrap.static_resources.listeners.add()
-        inlined.CopyFrom(listener)
-        for chain in inlined.filter_chains:
-            for network_filter in chain.filters:
-                manager = hcm_pb2.HttpConnectionManager()
-                if not network_filter.typed_config.Unpack(manager):
-                    continue
-                if manager.HasField("rds"):
-                    name = manager.rds.route_config_name
-                    manager.route_config.CopyFrom(routes[name])
-                network_filter.typed_config.Pack(manager)
+        bootstrap.static_resources.listeners.append(inlined_listener(listener, routes))
     for cluster in resources.clusters:
-        bootstrap.static_resources.clusters.append(_with_static_secrets(cluster))
+        bootstrap.static_resources.clusters.append(with_static_secrets(cluster))
     for secret in resources.secrets:
         stand_in = bootstrap.static_resources.secrets.add(name=secret.name)
         stand_in.generic_secret.secret.inline_string = "REDACTED"
     return bootstrap
 
 
-def _with_static_secrets(cluster: cluster_pb2.Cluster) -> cluster_pb2.Cluster:
+def inlined_listener(
+    listener: listener_pb2.Listener, routes: Mapping[str, route_pb2.RouteConfiguration]
+) -> listener_pb2.Listener:
+    """A copy of `listener` whose RDS references are the route configs themselves:
+    what Envoy would run once RDS answered, in a form a static config can hold."""
+    inlined = listener_pb2.Listener()
+    inlined.CopyFrom(listener)
+    for chain in inlined.filter_chains:
+        for network_filter in chain.filters:
+            manager = hcm_pb2.HttpConnectionManager()
+            if not network_filter.typed_config.Unpack(manager):
+                continue
+            if manager.HasField("rds"):
+                name = manager.rds.route_config_name
+                manager.route_config.CopyFrom(routes[name])
+            # Deterministic: the bytes are how envoy_gate recognises what Envoy accepted.
+            network_filter.typed_config.Pack(manager, deterministic=True)
+    return inlined
+
+
+def rds_names(listener: listener_pb2.Listener) -> list[str]:
+    """The route configs `listener` asks for over RDS, in filter-chain order."""
+    names = []
+    for chain in listener.filter_chains:
+        for network_filter in chain.filters:
+            manager = hcm_pb2.HttpConnectionManager()
+            if network_filter.typed_config.Unpack(manager) and manager.HasField("rds"):
+                names.append(manager.rds.route_config_name)
+    return names
+
+
+def with_static_secrets(cluster: cluster_pb2.Cluster) -> cluster_pb2.Cluster:
     """`cluster` with its credential injector reading a static secret, not SDS."""
     key = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
     if key not in cluster.typed_extension_protocol_options:
@@ -227,29 +251,14 @@ def message_to_dict(message: Any) -> dict[str, Any]:
     return result
 
 
-_said_envoy_missing = False
-
-
-def envoy_refusal(resources: Resources) -> str | None:
-    """Why Envoy would refuse these resources, on one line; None if it accepts them, or
-    if there is no Envoy binary here to ask (said once in the log)."""
-    global _said_envoy_missing  # noqa: PLW0603
-    try:
-        check_with_envoy(resources)
-    except EnvoyNotFound as missing:
-        if not _said_envoy_missing:
-            log.warning("not checking configs with Envoy: %s", missing)
-            _said_envoy_missing = True
-    except EnvoyRejected as rejected:
-        return " ".join(str(rejected).split())
-    return None
-
-
 def check_with_envoy(resources: Resources) -> None:
     """Ask Envoy itself (`--mode validate`) whether it would accept these resources.
 
     Our own checks catch what users get wrong; this last gate catches whatever they
     miss (an unreadable CA bundle, a value out of Envoy's range), before a snapshot
     is served rather than as a NACK after. EnvoyRejected says why.
+
+    This checks everything, every time; the control plane's reloads go through
+    `envoy_gate.envoy_refusal`, which asks Envoy only about what it has not accepted.
     """
     validate_config(static_bootstrap(resources, BootstrapSettings()).SerializeToString())

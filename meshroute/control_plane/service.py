@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from meshroute.control_plane.bootstrap import envoy_refusal
 from meshroute.control_plane.config import ConfigErrors, load_config
+from meshroute.control_plane.config.loader import ParsedFiles
 from meshroute.control_plane.credentials import MissingCredentials, read_credentials
+from meshroute.control_plane.envoy_gate import envoy_refusal
 from meshroute.control_plane.health import start_health_server
 from meshroute.control_plane.metrics import ControlPlaneMetrics, ReloadOutcome
 from meshroute.control_plane.translate.deployment import DeploymentSettings
@@ -46,10 +47,13 @@ class ConfigFeed(Protocol):
         Raising ends the control plane (e.g. ConfigRejected at startup)."""
 
 
-def build_resources(paths: Sequence[Path], settings: DeploymentSettings) -> Resources:
-    """Config files -> checked resources, or ConfigRejected saying why not."""
+def build_resources(
+    paths: Sequence[Path], settings: DeploymentSettings, parsed: ParsedFiles | None = None
+) -> Resources:
+    """Config files -> checked resources, or ConfigRejected saying why not. `parsed`:
+    what unchanged files parsed into last time (a reload re-parses only edited files)."""
     try:
-        config = load_config(paths)
+        config = load_config(paths, parsed)
         resources = translate(config, settings, read_credentials(config, settings.secrets_dir))
     except ConfigErrors as errors:
         count = len(errors.errors)
@@ -110,11 +114,14 @@ class FileFeed:
         self._settings = settings
         self._watch_files = watch_files
         self._reloading = asyncio.Lock()
+        self._parsed = ParsedFiles()
 
     async def run(self, cache: SnapshotCache, metrics: ControlPlaneMetrics) -> None:
         loaded = fingerprint(self.paths)  # before reading: later edits count as changes
         started = time.perf_counter()
-        resources = await asyncio.to_thread(build_resources, self.paths, self._settings)
+        resources = await asyncio.to_thread(
+            build_resources, self.paths, self._settings, self._parsed
+        )
         report_snapshot(None, cache.set_resources(resources), started, metrics)
         reloads: set[asyncio.Task[None]] = set()
 
@@ -134,7 +141,9 @@ class FileFeed:
             before = cache.current
             started = time.perf_counter()
             try:
-                resources = await asyncio.to_thread(build_resources, self.paths, self._settings)
+                resources = await asyncio.to_thread(
+                    build_resources, self.paths, self._settings, self._parsed
+                )
             except ConfigRejected as rejected:
                 metrics.reloaded("rejected")
                 log.error(

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from meshroute.control_plane.config import ConfigError, ConfigErrors, load_config
+from meshroute.control_plane.config.loader import ParsedFiles
 from tests.support.configs import QUICKSTART, agent_yaml, documents, gateway_yaml
 
 ENDPOINT = "http://127.0.0.1:9100"
@@ -254,3 +255,32 @@ def test_orchestrator_references_are_checked(
     )
     errors = errors_of(path)
     assert any(e.field == field and message in e.message for e in errors), errors
+
+
+def test_a_reload_parses_again_only_the_files_whose_text_changed(tmp_path: Path) -> None:
+    flights = write(tmp_path, agent_yaml("flights", "Flights", ENDPOINT), "flights.yaml")
+    write(tmp_path, agent_yaml("weather", "Weather", ENDPOINT), "weather.yaml")
+    write(tmp_path, gateway_yaml("travel", 8001, ["flights", "weather"], "weather"), "gw.yaml")
+    parsed = ParsedFiles()
+    first = load_config([tmp_path], parsed)
+
+    flights.write_text(agent_yaml("flights", "Flights, now with fares", ENDPOINT))
+    second = load_config([tmp_path], parsed)
+    assert second.agents["weather"] is first.agents["weather"]  # reused as parsed
+    assert second.agents["flights"].spec.description == "Flights, now with fares"
+
+    # Same size, same text shape: still noticed, since the text is the key.
+    flights.write_text(agent_yaml("flights", "Flights, now with Fares", ENDPOINT))
+    assert load_config([tmp_path], parsed).agents["flights"].spec.description.endswith("Fares")
+
+
+def test_a_cached_file_still_reports_its_errors_with_lines(tmp_path: Path) -> None:
+    text = agent_yaml("flights", "Flights", ENDPOINT) + "  colour: blue\n"
+    broken = write(tmp_path, text)
+    parsed = ParsedFiles()
+    for _ in range(2):  # parsed, then from the cache
+        with pytest.raises(ConfigErrors) as caught:
+            load_config([tmp_path], parsed)
+        [error] = caught.value.errors
+        assert (error.file, error.line, error.field) == (broken, 8, "spec.colour")
+        assert error.message == "unknown field"

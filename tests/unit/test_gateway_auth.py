@@ -19,7 +19,6 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
-from meshroute.control_plane.bootstrap import envoy_refusal
 from meshroute.control_plane.config import ConfigErrors, load_config
 from meshroute.control_plane.config.model import Config
 from meshroute.control_plane.credentials import (
@@ -27,6 +26,7 @@ from meshroute.control_plane.credentials import (
     MissingCredentials,
     read_credentials,
 )
+from meshroute.control_plane.envoy_gate import envoy_refusal
 from meshroute.control_plane.k8s.acceptance import Candidate, config_document, decide
 from meshroute.control_plane.k8s.feed import ApiSecrets, _fingerprint
 from meshroute.control_plane.render import render_resources

@@ -6,13 +6,15 @@ import logging
 
 import pytest
 from envoy.config.core.v3 import base_pb2
+from envoy.config.route.v3 import route_pb2
 from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import any_pb2
 from google.rpc import status_pb2
 
 from meshroute.control_plane.config import load_config
 from meshroute.control_plane.translate.snapshot import Resources, translate
 from meshroute.control_plane.xds import type_urls
-from meshroute.control_plane.xds.snapshot import SnapshotCache
+from meshroute.control_plane.xds.snapshot import Snapshot, SnapshotCache
 from meshroute.control_plane.xds.sotw import ProtocolError, SotwStream
 from tests.support.configs import QUICKSTART
 
@@ -231,3 +233,96 @@ def test_a_cluster_that_comes_back_is_no_longer_retiring() -> None:
     back = cache.set_resources(quickstart())
     assert cache.retiring == frozenset()
     assert "agent_currency" in cluster_names(back)
+
+
+def subscribed(stream: SotwStream, snapshot: Snapshot) -> None:
+    """`stream` asked for and accepted clusters, listeners and both route configs."""
+    for type_url, names in (
+        (type_urls.CLUSTER, ()),
+        (type_urls.LISTENER, ()),
+        (type_urls.ROUTE, ("gateway_travel", "meshroute_internal")),
+    ):
+        [response] = stream.on_request(request(type_url, names=names, node=NODE), snapshot)
+        stream.on_request(
+            request(type_url, nonce=response.nonce, version=response.version_info, names=names),
+            snapshot,
+        )
+
+
+def with_travel_route_changed(seconds: int) -> Resources:
+    changed = quickstart_with_internal()
+    [travel] = [config for config in changed.routes if config.name == "gateway_travel"]
+    travel.virtual_hosts[0].routes[0].route.idle_timeout.seconds = seconds
+    return changed
+
+
+def quickstart_with_internal() -> Resources:
+    resources = quickstart()
+    assert {config.name for config in resources.routes} == {"gateway_travel", "meshroute_internal"}
+    return resources
+
+
+def test_a_route_change_sends_only_the_route_configs_that_changed() -> None:
+    cache = SnapshotCache()
+    stream = SotwStream(stream_id=1)
+    subscribed(stream, cache.set_resources(quickstart_with_internal()))
+
+    [routes] = stream.on_snapshot(cache.set_resources(with_travel_route_changed(5)))
+    assert routes.type_url == type_urls.ROUTE
+    assert [resource_name(any_) for any_ in routes.resources] == ["gateway_travel"]
+
+    # A client that has not accepted that yet gets every change since what it accepted.
+    [again] = stream.on_snapshot(cache.set_resources(with_travel_route_changed(6)))
+    assert [resource_name(any_) for any_ in again.resources] == ["gateway_travel"]
+
+
+def test_after_a_nack_the_next_change_sends_what_changed_since_the_accepted_version() -> None:
+    cache = SnapshotCache()
+    stream = SotwStream(stream_id=1)
+    subscribed(stream, cache.set_resources(quickstart_with_internal()))
+    names = ("gateway_travel", "meshroute_internal")
+
+    [rejected] = stream.on_snapshot(cache.set_resources(with_travel_route_changed(5)))
+    nack = request(type_urls.ROUTE, nonce=rejected.nonce, version="1", names=names, error="no")
+    assert stream.on_request(nack, cache.current) == []
+
+    both = with_travel_route_changed(5)
+    [internal] = [config for config in both.routes if config.name == "meshroute_internal"]
+    internal.virtual_hosts[0].routes[0].route.idle_timeout.seconds = 7
+    [response] = stream.on_snapshot(cache.set_resources(both))
+    # The client kept version 1, so the travel routes it refused come again.
+    assert sorted(resource_name(any_) for any_ in response.resources) == list(names)
+
+
+def test_clusters_are_always_sent_whole() -> None:
+    cache = SnapshotCache()
+    stream = SotwStream(stream_id=1)
+    first = cache.set_resources(quickstart_with_internal())
+    subscribed(stream, first)
+    changed = quickstart_with_internal()
+    changed.clusters[0].connect_timeout.seconds = 9
+    [clusters] = stream.on_snapshot(cache.set_resources(changed))
+    assert len(clusters.resources) == len(first.types[type_urls.CLUSTER].by_name)
+
+
+def test_streams_share_one_response_body_and_differ_by_nonce_on_the_wire() -> None:
+    snapshot = SnapshotCache().set_resources(quickstart())
+    one, two = SotwStream(stream_id=1), SotwStream(stream_id=2)
+    two.on_request(request(type_urls.LISTENER, node=NODE), snapshot)  # a different nonce
+    [first] = one.on_request(request(type_urls.CLUSTER, node=NODE), snapshot)
+    [second] = two.on_request(request(type_urls.CLUSTER, node=NODE), snapshot)
+    assert first.body is second.body
+    assert first.nonce != second.nonce
+    for response in (first, second):
+        parsed = discovery_pb2.DiscoveryResponse.FromString(response.SerializeToString())
+        assert parsed.nonce == response.nonce
+        assert parsed.version_info == response.version_info == "1"
+        assert parsed.type_url == type_urls.CLUSTER
+        assert list(parsed.resources) == list(response.resources)
+        assert parsed == response.message()
+
+
+def resource_name(packed: any_pb2.Any) -> str:
+    config = route_pb2.RouteConfiguration()
+    assert packed.Unpack(config)
+    return str(config.name)

@@ -24,7 +24,7 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from meshroute.control_plane.bootstrap import envoy_refusal
+from meshroute.control_plane.envoy_gate import envoy_refusal
 from meshroute.control_plane.k8s.acceptance import (
     Candidate,
     Outcome,

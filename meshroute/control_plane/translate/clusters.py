@@ -41,7 +41,7 @@ from meshroute.control_plane.translate.names import (
     provider_key_secret,
     variant_cluster,
 )
-from meshroute.control_plane.translate.protos import duration, pack
+from meshroute.control_plane.translate.protos import Built, duration, pack, value_key
 
 HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
@@ -123,6 +123,18 @@ def _inject_key(cluster: cluster_pb2.Cluster, credential: Credential) -> None:
 
 
 def _upstream_cluster(
+    name: str, endpoints: Sequence[Endpoint], policy: ResolvedPolicy, ca_bundle: str
+) -> cluster_pb2.Cluster:
+    """Built once per distinct input (protos.Built): a reload rebuilds every cluster,
+    and most are what they were."""
+    key = (name, tuple(endpoints), value_key(policy), ca_bundle)
+    return _CLUSTERS.get(key, lambda: _build_cluster(name, endpoints, policy, ca_bundle))
+
+
+_CLUSTERS: Built[cluster_pb2.Cluster] = Built()
+
+
+def _build_cluster(
     name: str, endpoints: Sequence[Endpoint], policy: ResolvedPolicy, ca_bundle: str
 ) -> cluster_pb2.Cluster:
     cluster = cluster_pb2.Cluster(

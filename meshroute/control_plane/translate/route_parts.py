@@ -13,7 +13,7 @@ from google.protobuf import wrappers_pb2
 
 from meshroute.control_plane.config.policies import ResolvedPolicy, RetriesSpec
 from meshroute.control_plane.translate import names
-from meshroute.control_plane.translate.protos import duration, pack, set_header
+from meshroute.control_plane.translate.protos import Built, duration, pack, set_header, value_key
 
 EXT_PROC_OFF = pack(ext_proc_pb2.ExtProcPerRoute(disabled=True))
 """Per-route config for routes that need no decision: the sidecar is not asked."""
@@ -39,7 +39,19 @@ def post_to(
 def forward(
     path: str | None, idle_timeout: timedelta, policy: ResolvedPolicy
 ) -> route_components_pb2.RouteAction:
-    """To an upstream, with its policy; `path` replaces the matched path (or prefix)."""
+    """To an upstream, with its policy; `path` replaces the matched path (or prefix).
+    Built once per distinct input (protos.Built): every route to an upstream asks."""
+    return _ACTIONS.get(
+        (path, idle_timeout, value_key(policy)), lambda: _forward(path, idle_timeout, policy)
+    )
+
+
+_ACTIONS: Built[route_components_pb2.RouteAction] = Built()
+
+
+def _forward(
+    path: str | None, idle_timeout: timedelta, policy: ResolvedPolicy
+) -> route_components_pb2.RouteAction:
     action = route_components_pb2.RouteAction(
         auto_host_rewrite=wrappers_pb2.BoolValue(value=True),
         # No total timeout: a long stream is not cut. The idle timeout bounds silence.

@@ -27,7 +27,7 @@ from meshroute.control_plane.metrics import (
 )
 from meshroute.control_plane.xds.delta import DeltaStream
 from meshroute.control_plane.xds.snapshot import Snapshot, SnapshotCache
-from meshroute.control_plane.xds.sotw import ProtocolError, SotwStream
+from meshroute.control_plane.xds.sotw import ProtocolError, SotwResponse, SotwStream
 from meshroute.xds_tls import XdsServerTls, server_credentials
 
 log = logging.getLogger("meshroute.control_plane.xds")
@@ -155,6 +155,32 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
         return responses
 
 
+ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+
+
+def _serialize(response: SotwResponse | discovery_pb2.DiscoveryResponse) -> bytes:
+    return response.SerializeToString()
+
+
+def add_ads_service(service: AggregatedDiscoveryService, server: grpc.aio.Server) -> None:
+    """Register ADS as the generated `add_AggregatedDiscoveryServiceServicer_to_server`
+    does, but writing a SotwResponse as its shared body's bytes plus its nonce."""
+    handlers = {
+        "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+            service.StreamAggregatedResources,
+            request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+            response_serializer=_serialize,
+        ),
+        "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+            service.DeltaAggregatedResources,
+            request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+            response_serializer=discovery_pb2.DeltaDiscoveryResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(ADS_SERVICE, handlers),))
+    server.add_registered_method_handlers(ADS_SERVICE, handlers)
+
+
 async def start_xds_server(
     cache: SnapshotCache,
     address: str,
@@ -171,7 +197,7 @@ async def start_xds_server(
     """
     server = grpc.aio.server()
     service = service or AggregatedDiscoveryService(cache)
-    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(service, server)
+    add_ads_service(service, server)
     health_service = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
     target = f"{address}:{port}"

@@ -15,6 +15,13 @@ The protocol's subtleties, as this module handles them:
   names it asks for changes.
 * Clusters and listeners (and our routing tables) are wildcard types: an empty name
   list means "all". Routes are asked for by name.
+* A response to clusters or listeners holds all of them; one to routes holds only
+  the route configs that changed since the version the client last accepted (the
+  protocol allows it for every other type, and Envoy updates only the RDS
+  subscriptions a response names), so an edit to one gateway does not send every
+  gateway's routes to every Envoy.
+* Streams sent the same resources share one response body, built and serialized
+  once (`TypedResources.response_body`); each adds only its nonce.
 
 Pure logic, no I/O: `server.py` feeds it requests and snapshots and writes out what
 it returns, which keeps it testable without gRPC.
@@ -24,14 +31,53 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import cast
 
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import any_pb2
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 from meshroute.control_plane.xds import type_urls
-from meshroute.control_plane.xds.snapshot import Snapshot
+from meshroute.control_plane.xds.snapshot import ResponseBody, Snapshot, TypedResources
 
 log = logging.getLogger("meshroute.control_plane.xds")
+
+
+@dataclass(frozen=True)
+class SotwResponse:
+    """One response on one stream: a body shared by every stream sent the same
+    resources, and this stream's nonce. Reads like a DiscoveryResponse; on the wire it
+    is the body's bytes followed by the nonce field (protobuf merges concatenated
+    messages), so no stream rebuilds or re-serializes the resources."""
+
+    body: ResponseBody
+    nonce: str
+
+    @property
+    def version_info(self) -> str:
+        return str(self.body.message.version_info)
+
+    @property
+    def type_url(self) -> str:
+        return str(self.body.message.type_url)
+
+    @property
+    def resources(self) -> RepeatedCompositeFieldContainer[any_pb2.Any]:
+        return cast(RepeatedCompositeFieldContainer[any_pb2.Any], self.body.message.resources)
+
+    @property
+    def control_plane(self) -> base_pb2.ControlPlane:
+        return self.body.message.control_plane
+
+    def SerializeToString(self) -> bytes:
+        """Named as a message's, so gRPC's serializer takes either."""
+        nonce: bytes = discovery_pb2.DiscoveryResponse(nonce=self.nonce).SerializeToString()
+        return self.body.serialized + nonce
+
+    def message(self) -> discovery_pb2.DiscoveryResponse:
+        """The whole response as a message (for tests and logs; not the hot path)."""
+        return discovery_pb2.DiscoveryResponse.FromString(self.SerializeToString())
 
 
 class ProtocolError(Exception):
@@ -64,7 +110,7 @@ class SotwStream:
 
     def on_request(
         self, request: discovery_pb2.DiscoveryRequest, snapshot: Snapshot
-    ) -> list[discovery_pb2.DiscoveryResponse]:
+    ) -> list[SotwResponse]:
         if self.node_id is None:
             if not request.node.id:
                 raise ProtocolError("the first request on a stream must name its node")
@@ -98,8 +144,8 @@ class SotwStream:
     def subscribes(self, type_url: str) -> bool:
         return type_url in self.types
 
-    def on_snapshot(self, snapshot: Snapshot) -> list[discovery_pb2.DiscoveryResponse]:
-        responses: list[discovery_pb2.DiscoveryResponse] = []
+    def on_snapshot(self, snapshot: Snapshot) -> list[SotwResponse]:
+        responses: list[SotwResponse] = []
         ordered: list[str] = [t for t in type_urls.PUSH_ORDER if t in self.types]
         ordered += [t for t in self.types if t not in type_urls.PUSH_ORDER]
         for type_url in ordered:
@@ -122,32 +168,26 @@ class SotwStream:
 
     def _respond_if_needed(
         self, type_url: str, state: TypeState, snapshot: Snapshot
-    ) -> list[discovery_pb2.DiscoveryResponse]:
+    ) -> list[SotwResponse]:
         typed = snapshot.of_type(type_url)
         version = typed.version if typed else snapshot.version
         first_time = state.sent_nonce is None
         if not first_time and state.sent_version == version and state.sent_names == state.names:
             return []  # nothing new; this also keeps a NACKed version from being re-sent
-        response = discovery_pb2.DiscoveryResponse(
-            version_info=version,
-            type_url=type_url,
-            nonce=self._next_nonce(),
-            control_plane=base_pb2.ControlPlane(identifier=self.control_plane_id),
-        )
-        if typed is not None:
-            wanted = state.names
-            if not wanted and type_url in type_urls.WILDCARD_TYPES:
-                response.resources.extend(typed.by_name[name] for name in sorted(typed.by_name))
-            else:
-                response.resources.extend(
-                    typed.by_name[name] for name in sorted(wanted) if name in typed.by_name
+        if typed is None:
+            typed = TypedResources(version=version, digest="", by_name={})
+            if first_time:
+                log.info(
+                    "node %s asked for %s, which this control plane does not serve",
+                    self.node_id,
+                    type_url,
                 )
-        elif first_time:
-            log.info(
-                "node %s asked for %s, which this control plane does not serve",
-                self.node_id,
-                type_url,
-            )
+        wildcard = not state.names and type_url in type_urls.WILDCARD_TYPES
+        names = None if wildcard else state.names
+        if not first_time and state.sent_names == state.names:
+            names = _changed_since_accepted(type_url, state, typed) or names
+        body = typed.response_body(type_url, names, self.control_plane_id)
+        response = SotwResponse(body, self._next_nonce())
         state.sent_version = version
         state.sent_nonce = response.nonce
         state.sent_names = state.names
@@ -156,3 +196,23 @@ class SotwStream:
     def _next_nonce(self) -> str:
         self._nonce += 1
         return str(self._nonce)
+
+
+def _changed_since_accepted(
+    type_url: str, state: TypeState, typed: TypedResources
+) -> frozenset[str] | None:
+    """For a type a response may carry only some of, the names asked for whose content
+    changed since the version the client last accepted (not last sent: a NACKed
+    response's changes are sent again); None: send them all."""
+    if type_url not in type_urls.PARTIAL_UPDATE_TYPES or state.acked_version is None:
+        return None
+    try:
+        accepted = int(state.acked_version)
+    except ValueError:
+        return None
+    changed = frozenset(
+        name
+        for name in state.names
+        if name in typed.by_name and typed.changed_at.get(name, accepted + 1) > accepted
+    )
+    return changed or None

@@ -20,6 +20,13 @@ PUSH_ORDER: Final = (SECRET, CLUSTER, LISTENER, ROUTE, ROUTING_TABLE)
 # Types whose empty subscription means "everything" (the rest are asked for by name).
 WILDCARD_TYPES: Final = frozenset({CLUSTER, LISTENER, ROUTING_TABLE})
 
+# Types a State-of-the-World response may carry only some of: the client keeps the
+# resources a response leaves out (the xDS protocol's rule for all but listeners and
+# clusters, and Envoy's: it updates only the RDS watches a response names). With
+# thousands of routes, sending only the route configs that changed is most of the
+# saving on a push to many Envoys.
+PARTIAL_UPDATE_TYPES: Final = frozenset({ROUTE})
+
 SHORT_NAMES: Final = {
     CLUSTER: "clusters",
     LISTENER: "listeners",
