@@ -6,6 +6,8 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import aiohttp
 import grpc
@@ -73,11 +75,12 @@ async def run_ext_proc(
     await health_service.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.start()
     log.info(
-        "ext_proc listening on %s:%d; routing tables from %s (%s)",
+        "ext_proc listening on %s:%d; routing tables from %s (%s); event loop %s",
         address,
         bound,
         xds_target,
         "TLS" if xds_tls is not None else "plaintext",
+        type(asyncio.get_running_loop()).__module__.partition(".")[0],
     )
 
     async def ready() -> None:
@@ -129,4 +132,19 @@ def serve(
     *,
     xds_tls: XdsClientTls | None = None,
 ) -> None:
-    asyncio.run(run_ext_proc(address, port, xds_target, node_id, metrics_endpoint, xds_tls=xds_tls))
+    run = event_loop_runner()
+    run(run_ext_proc(address, port, xds_target, node_id, metrics_endpoint, xds_tls=xds_tls))
+
+
+def event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """uvloop where it is installed (every platform but Windows), else asyncio's own loop.
+
+    Measured with `make bench` on 2 CPUs (two interleaved pairs of runs), uvloop gave
+    the ext_proc paths 13-20% more requests per second at concurrency 32 and 0.1-0.7 ms
+    less added p50 at concurrency 1; the orchestrator path was unchanged.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run

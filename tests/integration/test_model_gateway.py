@@ -5,6 +5,7 @@ Envoy has)."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -281,6 +282,14 @@ def test_the_sidecar_ends_every_stream_itself(
     eventually(lambda: streams("ended") == before["ended"] + 5, "five streams ended")
     assert streams("closed") == before["closed"]
     assert streams("cancelled") == before["cancelled"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uvloop has no Windows build")
+def test_the_sidecar_runs_on_uvloop(stack: UpStack) -> None:
+    """uvloop is the sidecar's event loop wherever it installs (it measured faster in
+    bench/gateways.py), so every test through this stack exercises grpc's aio server on it."""
+    line = stack.process.wait_for_line(r"ext_proc listening on ")
+    assert line.rstrip().endswith("event loop uvloop"), line
 
 
 def test_the_api_keys_appear_nowhere(stack: UpStack, tmp_path: Path) -> None:
