@@ -94,8 +94,12 @@ async def watch(
     notifier = asyncio.create_task(_notify(paths, nudged, settle, interval)) if events else None
     try:
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11, a cancel that lands as
+            # wait_for times out can come out as TimeoutError, which this loop would
+            # swallow, and the watch would never stop (seen under load).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(nudged.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await nudged.wait()
             told = nudged.is_set()  # by events, which come once writes paused for `settle`
             nudged.clear()
             current = fingerprint(paths)
