@@ -164,10 +164,13 @@ async def test_410_gone_lists_again_and_forgets_what_was_deleted(
     api.while_disconnected(apply=[agent("trains")], delete=[("Agent", "hotels")], compact=True)
     await until(lambda: sorted(informer.objects) == ["flights", "trains"], "relisted")
     assert len(lists(api, "agents")) == 2
-    # The watch from the compacted version got 410, and the next one started from
-    # the new list.
-    resumed = watches(api, "agents")
-    assert len(resumed) == 3
+    # The watch from the compacted version got 410, and the next one starts from the
+    # new list. The informer opens it after taking the list in, so wait for it.
+    await until(lambda: len(watches(api, "agents")) == 3, "watching after the relist")
+    first, from_old_version, from_new_list = watches(api, "agents")
+    assert from_old_version["resourceVersion"] == first["resourceVersion"]
+    assert int(from_new_list["resourceVersion"]) > int(from_old_version["resourceVersion"])
+    assert from_new_list["resourceVersion"] == informer.resource_version
 
 
 async def test_server_errors_are_retried_with_backoff(
