@@ -19,6 +19,7 @@ import httpx
 import pytest
 import trustme
 
+from tests.support.metrics import envoy_counter
 from tests.support.processes import free_port
 from tests.support.stack import ComponentStack
 from tests.support.upstreams import (
@@ -163,8 +164,7 @@ def call(stack: ComponentStack, agent_name: str, **headers: str) -> httpx.Respon
 
 
 def stat(stack: ComponentStack, name: str) -> int:
-    text = httpx.get(f"http://127.0.0.1:{stack.admin_port}/stats?filter=^{name}$").text.strip()
-    return int(text.split(": ")[1]) if text else 0
+    return envoy_counter(f"http://127.0.0.1:{stack.admin_port}", name, missing=0)
 
 
 def test_a_503_once_is_retried_and_the_client_gets_200(

@@ -16,6 +16,7 @@ from google.protobuf import duration_pb2
 
 from meshroute.control_plane.xds import type_urls
 from tests.support.configs import agent_yaml, documents, gateway_yaml, quickstart_config
+from tests.support.metrics import envoy_counter
 from tests.support.processes import free_port
 from tests.support.stack import ComponentStack
 from tests.support.waiting import eventually
@@ -98,10 +99,8 @@ def test_a_snapshot_envoy_rejects_leaves_the_old_config_serving(stack: Component
         ),
         "Envoy ACKs the next good snapshot",
     )
-    stats = httpx.get(
-        f"http://127.0.0.1:{stack.admin_port}/stats?filter=^cluster_manager.cds.update_rejected$"
-    ).text
-    assert stats.strip() == "cluster_manager.cds.update_rejected: 1"
+    admin = f"http://127.0.0.1:{stack.admin_port}"
+    assert envoy_counter(admin, "cluster_manager.cds.update_rejected") == 1
 
 
 def test_routing_survives_the_control_plane_going_away(stack: ComponentStack) -> None:

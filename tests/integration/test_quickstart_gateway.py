@@ -11,6 +11,7 @@ import pytest
 from meshroute.demo.agents import answer_text
 from tests.support.configs import quickstart_config
 from tests.support.errors import assert_error
+from tests.support.metrics import envoy_counter
 from tests.support.processes import free_port
 from tests.support.stack import UpStack
 
@@ -138,11 +139,7 @@ def test_wrong_method_is_a_405(stack: UpStack) -> None:
 
 
 def _ext_proc_streams(stack: UpStack) -> int:
-    stat = "http.gateway_travel.ext_proc.streams_started"
-    stats = httpx.get(f"{stack.admin}/stats?filter=^{stat}$", timeout=10).text
-    name, value = stats.strip().split(": ")
-    assert name == stat
-    return int(value)
+    return envoy_counter(stack.admin, "http.gateway_travel.ext_proc.streams_started")
 
 
 def test_up_prints_where_everything_is(stack: UpStack) -> None:

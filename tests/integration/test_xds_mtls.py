@@ -25,6 +25,7 @@ from meshroute.control_plane.bootstrap import BootstrapSettings
 from meshroute.xds_tls import XdsClientTls
 from tests.support.certs import XDS_SERVER_NAME, CertFiles, write_cert
 from tests.support.configs import quickstart_config
+from tests.support.metrics import envoy_counter
 from tests.support.processes import ManagedProcess, free_port
 from tests.support.stack import ControlPlaneProcess, DataPlane, start_envoy
 
@@ -153,15 +154,6 @@ def test_only_clients_with_a_certificate_from_the_ca_get_config(mtls: Mtls) -> N
     assert "mtls-probe" not in {client["node"] for client in mtls.control_plane.clients()}
 
 
-def _envoy_stat(admin_port: int, name: str) -> int:
-    text = httpx.get(f"http://127.0.0.1:{admin_port}/stats?filter=^{name}$", timeout=5).text
-    for line in text.splitlines():
-        stat, _, value = line.partition(": ")
-        if stat == name:
-            return int(value)
-    raise AssertionError(f"Envoy has no stat {name}: {text!r}")
-
-
 @pytest.mark.parametrize("certificate", ["none", "from another CA"])
 def test_envoy_without_an_accepted_certificate_gets_nothing_and_keeps_trying(
     mtls: Mtls, tmp_path: Path, certificate: str
@@ -185,21 +177,20 @@ def test_envoy_without_an_accepted_certificate_gets_nothing_and_keeps_trying(
             ),
         ),
     )
+    admin = f"http://127.0.0.1:{admin_port}"
     try:
 
         def refused_twice() -> bool:
             try:
-                failures = _envoy_stat(admin_port, "cluster.meshroute_xds.upstream_cx_connect_fail")
+                failures = envoy_counter(admin, "cluster.meshroute_xds.upstream_cx_connect_fail")
             except httpx.HTTPError:
                 return False  # admin not up yet
             return failures >= 2
 
         # Refused, and trying again (with backoff) rather than giving up.
         envoy.wait_until(refused_twice, "Envoy's xDS connection failed twice")
-        assert _envoy_stat(admin_port, "control_plane.connected_state") == 0
-        listeners = httpx.get(
-            f"http://127.0.0.1:{admin_port}/listeners?format=json", timeout=5
-        ).json()
+        assert envoy_counter(admin, "control_plane.connected_state") == 0
+        listeners = httpx.get(f"{admin}/listeners?format=json", timeout=5).json()
         # Only the bootstrap's own readiness listener: no gateway arrived.
         assert [status["name"] for status in listeners["listener_statuses"]] == ["meshroute_health"]
         assert node not in {client["node"] for client in mtls.control_plane.clients()}

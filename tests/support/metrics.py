@@ -24,3 +24,19 @@ def total(samples: list[Sample], name: str, **labels: str) -> float:
         for sample_name, sample_labels, value in samples
         if sample_name == name and all(sample_labels.get(k) == v for k, v in labels.items())
     )
+
+
+def envoy_counter(admin: str, name: str, *, missing: int | None = None) -> int:
+    """One of Envoy's stats, read from its admin at `admin` (a base URL).
+
+    Envoy creates some stats only when first used: `missing` is what their absence
+    means; without it, a missing stat fails the test, so a misspelt name cannot pass
+    as zero."""
+    text = httpx.get(f"{admin}/stats", params={"filter": f"^{name}$"}, timeout=10).text
+    for line in text.splitlines():
+        stat, _, value = line.partition(": ")
+        if stat == name:
+            return int(value)
+    if missing is None:
+        raise AssertionError(f"Envoy has no stat {name}: {text!r}")
+    return missing
