@@ -15,7 +15,10 @@ connections cycle through the five paths. On the way:
 
 Every 10 s the resident memory of each process of the stack is sampled. The report
 is one line per minute: requests, non-200 answers, p50 and p99, memory per process;
-and how memory grew from the end of the first minute (warm) to the end.
+how memory grew from the end of the first minute (warm) to the end; the non-200
+answers by gateway and status; and Envoy's retry and ejection counters over the
+agent clusters, which say why an injected failure got through (a retry refused by
+the cluster's retry circuit breaker counts as `upstream_rq_retry_overflow`).
 
     .venv/bin/python -m bench.soak [--minutes 10] [--connections 8]
 
@@ -32,6 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +44,7 @@ from bench.common import children, command, machine_line, rss_mib, run_bench, wr
 from bench.gateways import chat_body, start_model
 from bench.load import exchange, post_request
 from tests.support.configs import agent_yaml, documents, gateway_yaml, provider_yaml
+from tests.support.metrics import envoy_stats
 from tests.support.processes import ManagedProcess, free_port
 from tests.support.stack import UpStack
 from tests.support.upstreams import Upstream
@@ -58,6 +63,11 @@ QUESTIONS = [
 RETRIES = "retries: {attempts: 3, retryOn: [5xx, reset, connect-failure]}"
 OUTLIERS = "outlierDetection: {consecutive5xx: 5, interval: 1s, baseEjectionTime: 5s}"
 SAMPLE_SECONDS = 10.0
+AGENT_UPSTREAM_STATS = (
+    r"^cluster\.agent_[a-z0-9-]+\."
+    r"(upstream_rq_retry\w*|outlier_detection\.ejections_enforced_total)$"
+)
+"""What Envoy did about the injected failures, per agent cluster: retries and ejections."""
 CHAT = "/v1/chat/completions"
 
 
@@ -136,6 +146,9 @@ class Soak:
         self.minutes = minutes
         self.stack = stack
         self.reload_seconds: list[float] = []
+        self.failures: Counter[tuple[str, int]] = Counter()
+        """Non-200 answers by gateway and status, so the report can say where they arose."""
+        self._gateway_at = {port: name for name, port in stack.gateway_ports.items()}
 
     def minute(self) -> Minute:
         index = int((time.monotonic() - self.started) // 60)
@@ -164,6 +177,7 @@ class Soak:
                 record.latencies_ms.append((time.perf_counter() - began) * 1000)
                 if status != 200:
                     record.non_200[status] = record.non_200.get(status, 0) + 1
+                    self.failures[self._gateway_at[port], status] += 1
         finally:
             for _, writer in connections.values():
                 writer.close()
@@ -229,7 +243,16 @@ async def run(args: argparse.Namespace, stack: UpStack, config: Path, flaky: Ups
     return soak
 
 
-def report(minutes: list[Minute], reload_seconds: list[float]) -> dict[str, object]:
+def upstream_handling(stats: dict[str, int]) -> dict[str, int]:
+    """The agent clusters' retry and ejection counters, summed over the clusters."""
+    totals: Counter[str] = Counter()
+    for name, value in stats.items():
+        totals[name.split(".", 2)[2]] += value
+    return dict(sorted(totals.items()))
+
+
+def report(soak: Soak, upstream: dict[str, int]) -> dict[str, object]:
+    minutes = soak.minutes
     # The last requests in flight at the deadline land in a minute of their own: fold
     # them into the one before, which has the memory samples.
     if len(minutes) > 1 and not minutes[-1].rss_mib:
@@ -254,13 +277,23 @@ def report(minutes: list[Minute], reload_seconds: list[float]) -> dict[str, obje
     print(f"requests {total}, non-200 {failed} ({100 * failed / max(total, 1):.3f}%)")
     grew = ", ".join(f"{name} {mib:+.1f}" for name, mib in growth.items())
     print(f"memory growth after minute 1 (MiB): {grew}")
-    print("reloads, save to served (s): " + ", ".join(f"{value:.2f}" for value in reload_seconds))
+    where = ", ".join(
+        f"{gateway} {status}: {count}" for (gateway, status), count in sorted(soak.failures.items())
+    )
+    print(f"non-200 by gateway and status: {where or 'none'}")
+    print("agent clusters: " + ", ".join(f"{name} {value}" for name, value in upstream.items()))
+    reloads = soak.reload_seconds
+    print("reloads, save to served (s): " + ", ".join(f"{value:.2f}" for value in reloads))
     return {
         "minutes": [record.summary() for record in minutes],
         "requests": total,
         "non_200": failed,
+        "non_200_by_gateway": {
+            f"{gateway} {status}": count for (gateway, status), count in soak.failures.items()
+        },
+        "agent_clusters": upstream,
         "memory_growth_mib": growth,
-        "reload_seconds": reload_seconds,
+        "reload_seconds": reloads,
     }
 
 
@@ -283,6 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_config(config / "soak.yaml", hosts, model_port, ports)
             stack = UpStack([config], ports)
             soak = asyncio.run(run(args, stack, config / "soak.yaml", hosts[0]))
+            upstream = upstream_handling(envoy_stats(stack.admin, AGENT_UPSTREAM_STATS))
     finally:
         if stack is not None:
             stack.stop()
@@ -291,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for host in hosts:
             host.close()
     print(f"meshroute soak: {args.minutes:g} min, {args.connections} connections, 5 paths")
-    results = report(soak.minutes, soak.reload_seconds)
+    results = report(soak, upstream)
     print(machine_line())
     print(f"results written to {write_results('soak', {**vars(args), **results})}")
     return 0
