@@ -9,6 +9,9 @@ project dependency). Then, at concurrency 1 and 32, req/s and p50/p99 of:
 
 * direct: the plain Envoy proxy;
 * model gateway, fast path: a model named as its provider names it (Envoy alone);
+* ext_proc floor: the plain proxy asking, for each request, a Python ext_proc server
+  that decides nothing (bench/bare_ext_proc.py): the floor under the two paths below,
+  what Envoy plus any Python ext_proc costs on this machine before any of our work;
 * model gateway, alias path: an alias (the sidecar decides and rewrites the body);
 * agent gateway, embedded router: the sidecar picks among 10 agents;
 * agent gateway, orchestrator: the sidecar asks the routing model (decision cache off);
@@ -68,6 +71,7 @@ QUESTION = "flights: is flight UA 901 delayed at the gate?"
 """The embedded router and the stand-in model both pick `flights` for it."""
 ROUTING_MODEL = "plano"
 ORCHESTRATOR_ROW = "agent gateway, orchestrator"
+FLOOR_ROW = "ext_proc floor (Python, no work)"
 MODEL_ALONE_ROW = "routing model alone"
 
 
@@ -99,6 +103,14 @@ def routing_model_body() -> bytes:
     routes = [Route(name, description) for name, description in AGENTS.items()]
     prompt = build_prompt(routes, [{"role": "user", "content": QUESTION}])
     return json.dumps(routing_request(ROUTING_MODEL, prompt)).encode()
+
+
+def start_bare_ext_proc(port: int) -> ManagedProcess:
+    """bench/bare_ext_proc.py, the do-nothing ext_proc server under the floor row."""
+    argv = [sys.executable, "-m", "bench.bare_ext_proc", "--port", str(port)]
+    server = ManagedProcess("bare ext_proc", argv)
+    server.wait_until(lambda: port_open(port), "the bare ext_proc server listening")
+    return server
 
 
 def start_model(port: int, model_ms: float) -> ManagedProcess:
@@ -328,6 +340,14 @@ def goals(rows: list[Measured]) -> list[str]:
             lines.append(
                 f"c={concurrency} fast path >= 0.80x direct: {ratio:.2f}x {_met(ratio >= 0.8)}"
             )
+        floor = at(FLOOR_ROW, concurrency)
+        if floor:
+            ratio = floor.throughput / direct.throughput
+            added = floor.p50_ms - direct.p50_ms
+            lines.append(
+                f"c={concurrency} (for scale, not a goal) a Python ext_proc doing nothing: "
+                f"{ratio:.2f}x direct, {added:+.2f} ms p50"
+            )
         for name in ("model gateway, alias path", "agent gateway, embedded router"):
             row = at(name, concurrency)
             if row:
@@ -373,6 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM row")
     args = parser.parse_args(argv)
     upstream, direct_port, model_port = free_port(), free_port(), free_port()
+    bare_port, floor_port = free_port(), free_port()
     ports = {"embedded": free_port(), "orchestrated": free_port(), "llm": free_port()}
     started: list[ManagedProcess] = []
     stack: UpStack | None = None
@@ -383,6 +404,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             work = Path(workdir)
             started.append(start_envoy("upstream", work, upstream, None))
             started.append(start_envoy("direct", work, direct_port, upstream))
+            started.append(start_bare_ext_proc(bare_port))
+            started.append(start_envoy("floor", work, floor_port, upstream, ext_proc=bare_port))
             started.append(start_model(model_port, args.model_ms))
             config = work / "config"
             config.mkdir()
@@ -393,6 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 Target(
                     "model gateway, fast path", ports["llm"], chat_body(QUESTION, "bench-model")
                 ),
+                Target(FLOOR_ROW, floor_port, chat_body(QUESTION, "bench-model")),
                 Target("model gateway, alias path", ports["llm"], chat_body(QUESTION, "quick")),
                 Target("agent gateway, embedded router", ports["embedded"], chat_body(QUESTION)),
                 Target(ORCHESTRATOR_ROW, ports["orchestrated"], chat_body(QUESTION)),

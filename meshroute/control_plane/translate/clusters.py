@@ -224,6 +224,16 @@ def service_cluster(
     return cluster
 
 
+def speak_http2(cluster: cluster_pb2.Cluster) -> None:
+    """HTTP/2 to the cluster's hosts whatever the client spoke: gRPC services need it."""
+    options = http_protocol_options_pb2.HttpProtocolOptions(
+        explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
+            http2_protocol_options=protocol_pb2.Http2ProtocolOptions()
+        )
+    )
+    cluster.typed_extension_protocol_options[HTTP_OPTIONS_KEY].CopyFrom(pack(options))
+
+
 def load_assignment(
     cluster_name: str, endpoints: Sequence[Endpoint]
 ) -> endpoint_pb2.ClusterLoadAssignment:

@@ -28,7 +28,6 @@ from envoy.config.core.v3 import (
     config_source_pb2,
     extension_pb2,
     grpc_service_pb2,
-    protocol_pb2,
     substitution_format_string_pb2,
 )
 from envoy.config.trace.v3 import http_tracer_pb2, opentelemetry_pb2
@@ -38,7 +37,6 @@ from envoy.extensions.filters.http.json_to_metadata.v3 import json_to_metadata_p
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
-from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import regex_pb2
 from envoy.type.metadata.v3 import metadata_pb2
 from envoy.type.tracing.v3 import custom_tag_pb2
@@ -49,7 +47,7 @@ from xds.type.v3 import typed_struct_pb2
 from meshroute.api import contract
 from meshroute.control_plane.config.model import Endpoint, Gateway
 from meshroute.control_plane.translate import names
-from meshroute.control_plane.translate.clusters import HTTP_OPTIONS_KEY, service_cluster
+from meshroute.control_plane.translate.clusters import service_cluster, speak_http2
 from meshroute.control_plane.translate.deployment import DeploymentSettings, TracingSettings
 from meshroute.control_plane.translate.protos import duration, pack
 
@@ -137,12 +135,7 @@ def _collector_cluster(endpoint: Endpoint, ca_bundle: str) -> cluster_pb2.Cluste
         ca_bundle,
         alpn_protocols=["h2"],
     )
-    options = http_protocol_options_pb2.HttpProtocolOptions(
-        explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
-            http2_protocol_options=protocol_pb2.Http2ProtocolOptions()
-        )
-    )
-    cluster.typed_extension_protocol_options[HTTP_OPTIONS_KEY].CopyFrom(pack(options))
+    speak_http2(cluster)
     return cluster
 
 
