@@ -37,6 +37,16 @@ def _add(parser: argparse.ArgumentParser, flag: str, default: Any, help_text: st
     )
 
 
+def _add_xds_protocol(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--xds-protocol",
+        choices=["sotw", "delta"],
+        default=_env("xds-protocol", "sotw"),
+        help="how Envoy speaks xDS: State of the World or Incremental "
+        "(env MESHROUTE_XDS_PROTOCOL; default sotw)",
+    )
+
+
 def _add_log_level(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level",
@@ -94,13 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add(up, "metrics-port", 18081, "ext_proc /metrics on loopback (0 picks a free one)")
     _add(up, "envoy-log-level", "warning", "Envoy's log level")
-    up.add_argument(
-        "--xds-protocol",
-        choices=["sotw", "delta"],
-        default=_env("xds-protocol", "sotw"),
-        help="how Envoy speaks xDS: State of the World or Incremental "
-        "(env MESHROUTE_XDS_PROTOCOL; default sotw)",
-    )
+    _add_xds_protocol(up)
     _add(up, "envoy-concurrency", 0, "Envoy worker threads (0: one per core)")
     _add_log_level(up)
 
@@ -292,12 +296,7 @@ def _add_bootstrap_command(commands: Any) -> None:
     _add(bootstrap, "admin-address", "127.0.0.1", "address Envoy's admin listens on")
     _add(bootstrap, "admin-port", 9901, "Envoy's admin port")
     _add(bootstrap, "xds-address", "127.0.0.1:18000", "the control plane, host:port")
-    bootstrap.add_argument(
-        "--xds-protocol",
-        choices=["sotw", "delta"],
-        default=_env("xds-protocol", "sotw"),
-        help="State of the World or Incremental ADS (env MESHROUTE_XDS_PROTOCOL; default sotw)",
-    )
+    _add_xds_protocol(bootstrap)
     _add(bootstrap, "ext-proc-address", "127.0.0.1", "where the ext-proc sidecar listens")
     _add(bootstrap, "ext-proc-port", 18001, "the ext-proc sidecar's port")
     _add(bootstrap, "ext-proc-workers", 1, "sidecar processes, on the port and the ones after it")
