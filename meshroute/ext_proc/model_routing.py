@@ -33,7 +33,7 @@ from meshroute.ext_proc.exchange import (
     header_value,
 )
 from meshroute.ext_proc.metrics import SidecarMetrics
-from meshroute.ext_proc.telemetry import TRACER, request_attributes
+from meshroute.ext_proc.telemetry import child_span, request_attributes
 from meshroute.ext_proc.translators import anthropic_client, openai_client
 
 log = logging.getLogger("meshroute.ext_proc")
@@ -212,11 +212,11 @@ class ModelExchange(Exchange):
     async def request_body(self, body: bytes) -> AsyncIterator[ep.ProcessingResponse]:
         routing = self._routing
         try:
-            with TRACER.start_as_current_span("parse request") as span:
+            with child_span("parse request") as span:
                 request = parse_chat_request(body)
                 if span.is_recording():
                     span.set_attributes(request_attributes(request))
-            with TRACER.start_as_current_span("routing decision") as span:
+            with child_span("routing decision") as span:
                 choice = await routing.choose(request.payload, request.turns)
                 if span.is_recording():
                     span.set_attributes(choice.attributes())

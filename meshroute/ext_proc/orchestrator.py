@@ -31,7 +31,7 @@ from opentelemetry.trace import SpanKind
 from meshroute.ext_proc.chat_request import Turn
 from meshroute.ext_proc.decision_cache import DecisionCache
 from meshroute.ext_proc.snippets import snippet
-from meshroute.ext_proc.telemetry import TRACER, outgoing_headers
+from meshroute.ext_proc.telemetry import child_span, outgoing_headers
 
 log = logging.getLogger("meshroute.ext_proc.orchestrator")
 
@@ -253,7 +253,7 @@ class OrchestratorClient:
 
     async def _ask(self, prompt: str) -> list[str]:
         body = json.dumps(routing_request(self._settings.model, prompt)).encode()
-        with TRACER.start_as_current_span("orchestrator call", kind=SpanKind.CLIENT) as span:
+        with child_span("orchestrator call", SpanKind.CLIENT) as span:
             span.set_attributes(
                 {"gen_ai.operation.name": "chat", "gen_ai.request.model": self._settings.model}
             )

@@ -19,7 +19,7 @@ from meshroute.ext_proc.choosers import NamedRoute, build_chooser
 from meshroute.ext_proc.exchange import Exchange, header_value
 from meshroute.ext_proc.metrics import SidecarMetrics
 from meshroute.ext_proc.sequencer import Step, StepFailed, run_earlier_steps
-from meshroute.ext_proc.telemetry import TRACER, request_attributes
+from meshroute.ext_proc.telemetry import child_span, request_attributes
 
 log = logging.getLogger("meshroute.ext_proc")
 
@@ -147,7 +147,7 @@ class GatewayRouting:
         if isinstance(request, ep.ProcessingResponse):
             yield request  # a 400
             return
-        with TRACER.start_as_current_span("routing decision") as span:
+        with child_span("routing decision") as span:
             if pinned is not None:
                 decision = Decision(agents=(pinned,), reason=contract.REASON_PINNED)
             else:
@@ -187,7 +187,7 @@ class GatewayRouting:
 def _parse(body: bytes) -> ChatRequest | ep.ProcessingResponse:
     """The request, or the 400 that answers it. (Its own function so that no `yield`
     happens while a span is current: see server.Process.)"""
-    with TRACER.start_as_current_span("parse request") as span:
+    with child_span("parse request") as span:
         try:
             request = parse_chat_request(body)
         except BadRequest as bad:

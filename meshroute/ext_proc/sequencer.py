@@ -21,7 +21,7 @@ import aiohttp
 from opentelemetry.trace import Span, SpanKind
 
 from meshroute.ext_proc.snippets import snippet
-from meshroute.ext_proc.telemetry import TRACER, outgoing_headers
+from meshroute.ext_proc.telemetry import child_span, outgoing_headers
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def _last_user_index(messages: list[Any]) -> int:
 
 
 async def _call(session: aiohttp.ClientSession, step: Step, request: dict[str, Any]) -> str:
-    with TRACER.start_as_current_span("sequence step", kind=SpanKind.CLIENT) as span:
+    with child_span("sequence step", SpanKind.CLIENT) as span:
         span.set_attribute("meshroute.agent", step.name)
         return await _call_in_span(session, step, request, span)
 

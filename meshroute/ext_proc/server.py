@@ -12,14 +12,14 @@ import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Span, SpanKind
 
 from meshroute.api import contract
 from meshroute.ext_proc import responses
 from meshroute.ext_proc.exchange import header_value
 from meshroute.ext_proc.gateways import AnyRouting
 from meshroute.ext_proc.metrics import SidecarMetrics
-from meshroute.ext_proc.telemetry import TRACER, attach, context_from_metadata
+from meshroute.ext_proc.telemetry import TRACER, attach, context_from_metadata, tracing
 from meshroute.lifecycle import REQUEST_ID
 
 log = logging.getLogger("meshroute.ext_proc")
@@ -47,18 +47,7 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):  # type: ignore[misc
     ) -> AsyncIterator[ep.ProcessingResponse]:
         metadata = context.invocation_metadata()
         gateway = _gateway_of(metadata)
-        # One span per request, a child of Envoy's (its context is in the stream's
-        # metadata), made current for the rest of this RPC so the spans and calls below
-        # join the same trace. It is never detached: each RPC runs in a task of its own,
-        # whose context ends with it, and detaching could only fail when grpc finalizes
-        # an abandoned stream from another task.
-        span = TRACER.start_span(
-            "meshroute ext_proc",
-            context=context_from_metadata(metadata),
-            kind=SpanKind.SERVER,
-            attributes={"meshroute.gateway": gateway},
-        )
-        attach(trace.set_span_in_context(span))
+        span = _request_span(gateway, metadata) if tracing() else None
         try:
             async for answer in self._process(gateway, requests):
                 yield answer
@@ -66,7 +55,8 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):  # type: ignore[misc
             self._metrics.streams.labels(gateway, "cancelled").inc()
             raise
         finally:
-            span.end()
+            if span is not None:
+                span.end()
 
     async def _process(
         self, gateway: str, requests: AsyncIterator[ep.ProcessingRequest]
@@ -116,6 +106,22 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):  # type: ignore[misc
                 self._metrics.streams.labels(gateway, "ended").inc()
                 return
         self._metrics.streams.labels(gateway, "closed").inc()
+
+
+def _request_span(gateway: str, metadata: Iterable[tuple[str, Any]] | None) -> Span:
+    """One span per request, a child of Envoy's (its context is in the stream's
+    metadata), made current for the rest of this RPC so the spans and calls below
+    join the same trace. It is never detached: each RPC runs in a task of its own,
+    whose context ends with it, and detaching could only fail when grpc finalizes an
+    abandoned stream from another task."""
+    span = TRACER.start_span(
+        "meshroute ext_proc",
+        context=context_from_metadata(metadata),
+        kind=SpanKind.SERVER,
+        attributes={"meshroute.gateway": gateway},
+    )
+    attach(trace.set_span_in_context(span))
+    return span
 
 
 def _gateway_of(metadata: Iterable[tuple[str, Any]] | None) -> str:

@@ -24,9 +24,11 @@ from meshroute.ext_proc.chat_request import parse_chat_request
 from meshroute.ext_proc.metrics import SidecarMetrics
 from meshroute.ext_proc.telemetry import (
     capture_content,
+    child_span,
     context_from_metadata,
     outgoing_headers,
     request_attributes,
+    tracing,
 )
 from meshroute.lifecycle import REQUEST_ID, JsonFormatter, TextFormatter, add_request_context
 
@@ -136,6 +138,16 @@ def test_the_trace_context_envoy_sends_is_the_parent_and_is_passed_on() -> None:
     assert format(span.parent.span_id, "016x") == "00f067aa0ba902b7"
     assert headers["traceparent"].split("-")[1] == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert headers["traceparent"].split("-")[2] == format(span.context.span_id, "016x")
+
+
+def test_with_tracing_off_no_span_is_begun() -> None:
+    """The sidecar runs here without an OTLP endpoint: every span on the request path
+    is one shared stand-in that records nothing and allocates nothing per request."""
+    assert not tracing()
+    with child_span("parse request") as first, child_span("routing decision") as second:
+        assert first is second
+        assert not first.is_recording()
+        assert not first.get_span_context().is_valid  # nothing to pass on
 
 
 def test_span_attributes_carry_agentic_signals_but_no_text_by_default() -> None:
