@@ -50,6 +50,16 @@ class Exchange:
         return answer
 
 
+def header_values(headers: ep.HttpHeaders, names: frozenset[str]) -> dict[str, str]:
+    """The headers among `names` that an ext_proc header message has, in one pass."""
+    found = {}
+    for header in headers.headers.headers:
+        if header.key in names:
+            raw: bytes = header.raw_value or header.value.encode()
+            found[header.key] = raw.decode(errors="replace")
+    return found
+
+
 def header_value(headers: ep.HttpHeaders, name: str) -> str | None:
     """One header of an ext_proc header message (Envoy sends names lowercased)."""
     for header in headers.headers.headers:

@@ -31,6 +31,7 @@ from meshroute.ext_proc.exchange import (
     CONTINUE_RESPONSE_HEADERS,
     Exchange,
     header_value,
+    header_values,
 )
 from meshroute.ext_proc.metrics import SidecarMetrics
 from meshroute.ext_proc.telemetry import child_span, request_attributes
@@ -43,6 +44,8 @@ OPENAI, ANTHROPIC = "openai", "anthropic"
 _FAMILY = {rt.OPENAI: OPENAI, rt.AZURE_OPENAI: OPENAI, rt.ANTHROPIC: ANTHROPIC}
 _CLIENT_APIS = {contract.CHAT_COMPLETIONS_PATH: OPENAI, contract.MESSAGES_PATH: ANTHROPIC}
 # Where each API expects the key (and how), for passing a client's own key through.
+_CLIENT_KEY_HEADERS = ("authorization", "x-api-key", "api-key")
+_READ_HEADERS = frozenset((":path", *_CLIENT_KEY_HEADERS))
 _KEY_HEADERS = {rt.OPENAI: "authorization", rt.AZURE_OPENAI: "api-key", rt.ANTHROPIC: "x-api-key"}
 _MODE = processing_mode_pb2.ProcessingMode
 
@@ -130,9 +133,21 @@ class ModelRouting:
                 f"gateway {self.gateway}",
             )
         self._metrics = metrics or SidecarMetrics()
+        self._route_headers: dict[tuple[str, str], tuple[base_pb2.HeaderValueOption, ...]] = {}
 
     def start(self) -> ModelExchange:
         return ModelExchange(self)
+
+    def route_headers(
+        self, target: rt.ModelTarget, reason: str
+    ) -> tuple[base_pb2.HeaderValueOption, ...]:
+        """responses.model_route_headers, made once per target and reason of this table
+        (at most targets x reasons entries) and kept with it."""
+        key = (target.name, reason)
+        headers = self._route_headers.get(key)
+        if headers is None:
+            headers = self._route_headers[key] = responses.model_route_headers(target, reason)
+        return headers
 
     async def choose(self, payload: dict[str, Any], turns: Sequence[Any]) -> ModelChoice:
         """The model for this request; ModelNotFound for a name nobody serves."""
@@ -194,7 +209,8 @@ class ModelExchange(Exchange):
     # ----------------------------------------------------------------- request side
 
     def request_headers(self, headers: ep.HttpHeaders) -> ep.ProcessingResponse:
-        path = (header_value(headers, ":path") or "").split("?", 1)[0]
+        found = header_values(headers, _READ_HEADERS)
+        path = found.get(":path", "").split("?", 1)[0]
         client_api = _CLIENT_APIS.get(path)
         if client_api is None:
             return self.finish(
@@ -203,8 +219,8 @@ class ModelExchange(Exchange):
         if headers.end_of_stream:
             return self.finish(_EMPTY_BODY)
         self._client_api = client_api
-        for name in ("authorization", "x-api-key", "api-key"):
-            value = header_value(headers, name)
+        for name in _CLIENT_KEY_HEADERS:  # in this order: the first found is passed on
+            value = found.get(name)
             if value:
                 self._client_keys[name] = value
         return responses.CONTINUE_HEADERS
@@ -250,8 +266,7 @@ class ModelExchange(Exchange):
             else:
                 upstream = openai_client.request_to_anthropic(payload, target.model_id)
         answer = responses.route_model(
-            target=target,
-            reason=choice.reason,
+            route_headers=routing.route_headers(target, choice.reason),
             body=json.dumps(upstream).encode(),
             key_headers=self._moved_key(target),
         )

@@ -41,21 +41,30 @@ def extend_timeout(seconds: float) -> ep.ProcessingResponse:
     return answer
 
 
+def model_route_headers(
+    target: rt.ModelTarget, reason: str
+) -> tuple[base_pb2.HeaderValueOption, ...]:
+    """What sends a request to the target's provider, at the provider's path, whatever
+    its body: built once per target and reason (see ModelRouting), not per request."""
+    return (
+        header(":path", target.path),
+        header(contract.PROVIDER_HEADER, target.provider),
+        header(contract.MODEL_HEADER, target.name),
+        header(contract.ROUTE_REASON_HEADER, reason),
+        header("content-type", "application/json"),
+    )
+
+
 def route_model(
     *,
-    target: rt.ModelTarget,
-    reason: str,
+    route_headers: Sequence[base_pb2.HeaderValueOption],
     body: bytes,
     key_headers: Sequence[base_pb2.HeaderValueOption] = (),
 ) -> ep.ProcessingResponse:
-    """Send the rewritten request to the target's provider, at the provider's path."""
+    """Send the rewritten request where `route_headers` (model_route_headers) say."""
     headers = ep.HeaderMutation(
         set_headers=[
-            header(":path", target.path),
-            header(contract.PROVIDER_HEADER, target.provider),
-            header(contract.MODEL_HEADER, target.name),
-            header(contract.ROUTE_REASON_HEADER, reason),
-            header("content-type", "application/json"),
+            *route_headers,
             # Envoy refuses a new body whose length the content-length header contradicts.
             header("content-length", str(len(body))),
             *key_headers,
