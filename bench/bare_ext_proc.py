@@ -18,27 +18,20 @@ import argparse
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
-from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
+from meshroute.ext_proc.responses import CONTINUE_HEADERS, header
 from meshroute.ext_proc.service import event_loop_runner
 from meshroute.lifecycle import wait_for_stop_signal
 
 ROUTE_HEADER = "x-bench-route"
 """The header the floor server sets; the floor Envoy routes only requests that carry it."""
 
-CONTINUE_HEADERS = ep.ProcessingResponse(request_headers=ep.HeadersResponse())
 ROUTED_BODY = ep.ProcessingResponse(
     request_body=ep.BodyResponse(
         response=ep.CommonResponse(
-            header_mutation=ep.HeaderMutation(
-                set_headers=[
-                    base_pb2.HeaderValueOption(
-                        header=base_pb2.HeaderValue(key=ROUTE_HEADER, raw_value=b"upstream")
-                    )
-                ]
-            ),
+            header_mutation=ep.HeaderMutation(set_headers=[header(ROUTE_HEADER, "upstream")]),
             clear_route_cache=True,
         )
     )

@@ -136,20 +136,14 @@ def start_envoy(
     """An Envoy on `listener_port`: the canned answer itself (no upstream), or a proxy;
     with `ext_proc` (a bare_ext_proc port), a proxy only for requests it routes."""
     clusters = [] if upstream is None else [_cluster("upstream", upstream)]
-    filters = []
+    filters: list[hcm_pb2.HttpFilter] = []
+    route = route_components_pb2.Route(match=route_components_pb2.RouteMatch(prefix="/"))
     if upstream is None:
-        route = route_components_pb2.Route(
-            match=route_components_pb2.RouteMatch(prefix="/"),
-            direct_response=route_components_pb2.DirectResponseAction(status=200),
-        )
+        route.direct_response.status = 200
         route.direct_response.body.inline_string = COMPLETION
-        routes = [route]
     else:
-        route = route_components_pb2.Route(
-            match=route_components_pb2.RouteMatch(prefix="/"),
-            route=route_components_pb2.RouteAction(cluster="upstream"),
-        )
-        routes = [route]
+        route.route.cluster = "upstream"
+    routes = [route]
     if ext_proc is not None:
         clusters.append(_cluster(EXT_PROC_CLUSTER, ext_proc, http2=True))
         filters.append(_ext_proc_filter())

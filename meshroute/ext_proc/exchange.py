@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
 from meshroute.ext_proc import responses
@@ -52,11 +53,10 @@ class Exchange:
 
 def header_values(headers: ep.HttpHeaders, names: frozenset[str]) -> dict[str, str]:
     """The headers among `names` that an ext_proc header message has, in one pass."""
-    found = {}
+    found: dict[str, str] = {}
     for header in headers.headers.headers:
-        if header.key in names:
-            raw: bytes = header.raw_value or header.value.encode()
-            found[header.key] = raw.decode(errors="replace")
+        if header.key in names and header.key not in found:  # the first wins, as below
+            found[header.key] = _text(header)
     return found
 
 
@@ -64,6 +64,10 @@ def header_value(headers: ep.HttpHeaders, name: str) -> str | None:
     """One header of an ext_proc header message (Envoy sends names lowercased)."""
     for header in headers.headers.headers:
         if header.key == name:
-            raw: bytes = header.raw_value or header.value.encode()
-            return raw.decode(errors="replace")
+            return _text(header)
     return None
+
+
+def _text(header: base_pb2.HeaderValue) -> str:
+    raw: bytes = header.raw_value or header.value.encode()
+    return raw.decode(errors="replace")

@@ -43,9 +43,10 @@ OPENAI, ANTHROPIC = "openai", "anthropic"
 # The API family each provider API belongs to: Azure speaks OpenAI's bodies.
 _FAMILY = {rt.OPENAI: OPENAI, rt.AZURE_OPENAI: OPENAI, rt.ANTHROPIC: ANTHROPIC}
 _CLIENT_APIS = {contract.CHAT_COMPLETIONS_PATH: OPENAI, contract.MESSAGES_PATH: ANTHROPIC}
-# Where each API expects the key (and how), for passing a client's own key through.
+# Where a client may send its own key, in the order one is picked for passing through.
 _CLIENT_KEY_HEADERS = ("authorization", "x-api-key", "api-key")
 _READ_HEADERS = frozenset((":path", *_CLIENT_KEY_HEADERS))
+# Where each API expects the key (and how), for passing a client's own key through.
 _KEY_HEADERS = {rt.OPENAI: "authorization", rt.AZURE_OPENAI: "api-key", rt.ANTHROPIC: "x-api-key"}
 _MODE = processing_mode_pb2.ProcessingMode
 
